@@ -1,0 +1,193 @@
+//! `MasterService` over [`Controller`].
+
+use std::sync::Arc;
+
+use tessera_proto::ids::{parse_file_id, validate_node_id};
+use tessera_proto::pb;
+use tessera_proto::pb::master_service_server::MasterService;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::convert::file_metadata;
+use crate::controller::Controller;
+use crate::error::{ControllerError, MetaError};
+use crate::nodes::Registration;
+use crate::uploads::PlanRequest;
+
+pub struct MasterApi {
+    controller: Arc<Controller>,
+}
+
+impl MasterApi {
+    pub fn new(controller: Arc<Controller>) -> Self {
+        Self { controller }
+    }
+}
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+fn file_id(s: &str) -> Result<Uuid, Status> {
+    parse_file_id(s).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// An unknown or malformed id in a read is "not found", like in the HTTP API.
+fn file_id_for_lookup(s: &str) -> Result<Uuid, Status> {
+    parse_file_id(s).map_err(|_| ControllerError::from(MetaError::FileNotFound(s.chars().take(80).collect())).into_status())
+}
+
+fn chunk_refs(refs: Vec<pb::ChunkRef>) -> Result<Vec<(Uuid, u32)>, Status> {
+    refs.into_iter().map(|r| Ok((file_id(&r.file_id)?, r.index))).collect()
+}
+
+#[tonic::async_trait]
+impl MasterService for MasterApi {
+    async fn register_node(&self, request: Request<pb::RegisterNodeRequest>) -> RpcResult<pb::RegisterNodeResponse> {
+        let req = request.into_inner();
+        let inventory = req
+            .inventory
+            .into_iter()
+            .map(|c| Ok((file_id(&c.file_id)?, c.index)))
+            .collect::<Result<Vec<_>, Status>>()?;
+        self.controller
+            .register_node(Registration {
+                node_id: req.node_id,
+                host: req.host,
+                grpc_port: req.grpc_port,
+                capacity_bytes: req.capacity_bytes,
+                free_bytes: req.free_bytes,
+                mac: req.mac,
+                inventory,
+            })
+            .await?;
+        Ok(Response::new(pb::RegisterNodeResponse { heartbeat_interval_ms: self.controller.config.heartbeat_interval_ms }))
+    }
+
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> RpcResult<pb::HeartbeatResponse> {
+        let req = request.into_inner();
+        validate_node_id(&req.node_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let deleted = chunk_refs(req.deleted)?;
+        let reply = self
+            .controller
+            .heartbeat(&req.node_id, req.capacity_bytes, req.free_bytes, deleted)
+            .await?;
+        let commands = reply
+            .delete
+            .into_iter()
+            .map(|(file_id, index)| pb::NodeCommand {
+                command: Some(pb::node_command::Command::DeleteChunk(pb::DeleteChunkCommand {
+                    file_id: file_id.to_string(),
+                    index,
+                })),
+            })
+            .collect();
+        Ok(Response::new(pb::HeartbeatResponse { commands, reregister: reply.reregister }))
+    }
+
+    async fn get_upload_plan(&self, request: Request<pb::GetUploadPlanRequest>) -> RpcResult<pb::GetUploadPlanResponse> {
+        let req = request.into_inner();
+        let existing = if req.file_id.is_empty() { None } else { Some(file_id(&req.file_id)?) };
+        let plan = self
+            .controller
+            .upload_plan(PlanRequest {
+                file_id: existing,
+                name: req.name,
+                first_chunk: req.first_chunk,
+                chunk_count: req.chunk_count,
+                exclude_nodes: req.exclude_nodes,
+            })
+            .await?;
+        Ok(Response::new(pb::GetUploadPlanResponse {
+            file_id: plan.file_id.to_string(),
+            chunk_size: plan.chunk_size,
+            replication: plan.replication,
+            placements: plan
+                .placements
+                .into_iter()
+                .map(|p| pb::ChunkPlacement {
+                    index: p.index,
+                    targets: p.targets.into_iter().map(|(node_id, addr)| pb::NodeAddr { node_id, addr }).collect(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn report_chunk_stored(
+        &self,
+        request: Request<pb::ReportChunkStoredRequest>,
+    ) -> RpcResult<pb::ReportChunkStoredResponse> {
+        let req = request.into_inner();
+        let id = file_id(&req.file_id)?;
+        self.controller.report_chunk_stored(id, req.index, req.size, req.crc32c, req.node_ids).await?;
+        Ok(Response::new(pb::ReportChunkStoredResponse {}))
+    }
+
+    async fn commit_file(&self, request: Request<pb::CommitFileRequest>) -> RpcResult<pb::CommitFileResponse> {
+        let req = request.into_inner();
+        let id = file_id(&req.file_id)?;
+        let file = self.controller.commit_file(id, req.size, req.total_chunks, req.checksum.to_lowercase()).await?;
+        let state = self.controller.state.read();
+        Ok(Response::new(pb::CommitFileResponse { file: Some(file_metadata(&file, &state.meta, true)) }))
+    }
+
+    async fn abort_upload(&self, request: Request<pb::AbortUploadRequest>) -> RpcResult<pb::AbortUploadResponse> {
+        let id = file_id(&request.into_inner().file_id)?;
+        self.controller.abort_upload(id).await?;
+        Ok(Response::new(pb::AbortUploadResponse {}))
+    }
+
+    async fn get_file_metadata(&self, request: Request<pb::GetFileMetadataRequest>) -> RpcResult<pb::FileMetadata> {
+        let id = file_id_for_lookup(&request.into_inner().file_id)?;
+        self.controller.read_current().await?;
+        let state = self.controller.state.read();
+        let file = state
+            .meta
+            .committed_file(&id)
+            .ok_or_else(|| ControllerError::from(MetaError::FileNotFound(id.to_string())).into_status())?;
+        Ok(Response::new(file_metadata(file, &state.meta, true)))
+    }
+
+    async fn list_files(&self, request: Request<pb::ListFilesRequest>) -> RpcResult<pb::ListFilesResponse> {
+        let req = request.into_inner();
+        self.controller.read_current().await?;
+        let state = self.controller.state.read();
+        let limit = if req.limit == 0 { 100 } else { req.limit.min(1000) } as usize;
+        let page = state
+            .meta
+            .list_files(&req.query, limit, Some(&req.cursor))
+            .map_err(|e| ControllerError::from(e).into_status())?;
+        let usage = state.meta.usage();
+        Ok(Response::new(pb::ListFilesResponse {
+            files: page.files.iter().map(|f| file_metadata(f, &state.meta, false)).collect(),
+            next_cursor: page.next_cursor.unwrap_or_default(),
+            total_files: usage.files,
+            total_bytes: usage.bytes,
+            stored_bytes: usage.stored_bytes,
+        }))
+    }
+
+    async fn delete_file(&self, request: Request<pb::DeleteFileRequest>) -> RpcResult<pb::DeleteFileResponse> {
+        let id = file_id_for_lookup(&request.into_inner().file_id)?;
+        self.controller.delete_file(id).await?;
+        Ok(Response::new(pb::DeleteFileResponse {}))
+    }
+
+    async fn report_bad_replica(
+        &self,
+        request: Request<pb::ReportBadReplicaRequest>,
+    ) -> RpcResult<pb::ReportBadReplicaResponse> {
+        let req = request.into_inner();
+        let id = file_id(&req.file_id)?;
+        validate_node_id(&req.node_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.controller.report_bad_replica(id, req.index, req.node_id, req.reason).await?;
+        Ok(Response::new(pb::ReportBadReplicaResponse {}))
+    }
+
+    async fn list_nodes(&self, _request: Request<pb::ListNodesRequest>) -> RpcResult<pb::ListNodesResponse> {
+        let nodes = self.controller.list_nodes().await?;
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
+    async fn get_cluster_summary(&self, _request: Request<pb::GetClusterSummaryRequest>) -> RpcResult<pb::ClusterSummary> {
+        Ok(Response::new(self.controller.summary().await?))
+    }
+}

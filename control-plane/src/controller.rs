@@ -1,0 +1,103 @@
+//! The composition root: one [`Controller`] holds the Raft node, the shared
+//! applied state, the leader's soft state and the configuration, and offers
+//! the two primitives every operation is built from: [`Controller::propose`]
+//! (a logged change) and [`Controller::read_current`] (a linearizable read).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+
+use crate::config::Config;
+use crate::error::ControllerError;
+use crate::events::{Command, Event};
+use crate::health::Liveness;
+use crate::raft::state_machine::SharedState;
+use crate::raft::{NodeId, Raft};
+
+pub struct Controller {
+    pub id: NodeId,
+    pub config: Config,
+    pub raft: Raft,
+    pub state: SharedState,
+    pub liveness: Liveness,
+}
+
+impl Controller {
+    pub fn new(config: Config, raft: Raft, state: SharedState) -> Arc<Self> {
+        Arc::new(Self { id: config.id, config, raft, state, liveness: Liveness::default() })
+    }
+
+    /// Forms the cluster from `--peers` if this controller has never been
+    /// part of one. Every pristine controller may do this with the same peer
+    /// set (openraft allows it); a controller with state ignores it.
+    pub async fn bootstrap(&self, peers: BTreeMap<u64, String>) -> Result<(), ControllerError> {
+        if peers.is_empty() {
+            return Ok(());
+        }
+        let initialized = self.raft.is_initialized().await.map_err(|e| ControllerError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, BasicNode> =
+            peers.into_iter().map(|(id, addr)| (id, BasicNode::new(addr))).collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!("cluster initialised from --peers");
+                Ok(())
+            }
+            // Someone else initialised first: that is the goal anyway.
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ControllerError::Raft(e.to_string())),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// The address of the current leader, as far as this controller knows.
+    pub fn leader_addr(&self) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+    }
+
+    /// Fails fast with a redirect when this controller is not the leader.
+    pub fn ensure_leader(&self) -> Result<(), ControllerError> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(ControllerError::NotLeader { leader_addr: self.leader_addr() })
+        }
+    }
+
+    /// Appends one event to the Raft log and waits until it is committed and
+    /// applied here; returns the state machine's verdict on it.
+    pub async fn propose(&self, event: Event) -> Result<(), ControllerError> {
+        match self.raft.client_write(Command::from(event)).await {
+            Ok(response) => response.data.map_err(ControllerError::Meta),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ControllerError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
+            }
+            Err(e) => Err(ControllerError::Raft(e.to_string())),
+        }
+    }
+
+    /// Waits until this controller's state reflects every write committed
+    /// before the call (read index): a deposed leader cannot serve a stale
+    /// view, it answers "not leader" instead.
+    pub async fn read_current(&self) -> Result<(), ControllerError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ControllerError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
+            }
+            Err(e) => Err(ControllerError::Raft(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The metadata event log: every change to the metadata is one [`Event`], the
+//! payload of one Raft log entry. The state machine is the fold of these
+//! events (see [`crate::meta::MetaState::apply`]); nothing else mutates it.
+//!
+//! Events carry every value their application needs (timestamps included),
+//! so applying them is deterministic on every controller. The encoding is
+//! bincode: variants may be appended, never reordered or removed.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::meta::NodeHealth;
+
+/// One Raft log payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub event: Event,
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.event)
+    }
+}
+
+impl From<Event> for Command {
+    fn from(event: Event) -> Self {
+        Command { event }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A data node announced itself (first start or after being dead).
+    NodeRegistered {
+        node_id: String,
+        host: String,
+        grpc_port: u32,
+        capacity_bytes: u64,
+        mac: String,
+        at_ms: i64,
+    },
+    /// The leader's health sweep saw a node change health.
+    NodeHealthChanged { node_id: String, health: NodeHealth, at_ms: i64 },
+    /// An upload started: the file exists in state `uploading`, invisible to listings.
+    FileCreated {
+        file_id: Uuid,
+        name: String,
+        chunk_size: u64,
+        replication: u32,
+        at_ms: i64,
+    },
+    /// A chunk is durable on these nodes.
+    ChunkStored {
+        file_id: Uuid,
+        index: u32,
+        size: u64,
+        crc32c: u32,
+        replicas: Vec<String>,
+    },
+    /// Every chunk is stored: the file becomes visible.
+    FileCommitted {
+        file_id: Uuid,
+        size: u64,
+        total_chunks: u32,
+        checksum: String,
+        at_ms: i64,
+    },
+    /// The file is gone from the namespace (a delete, or an aborted upload);
+    /// its replicas become garbage for the data nodes to remove.
+    FileDeleted { file_id: Uuid },
+    /// A replica is no longer trusted (e.g. corrupt); it becomes garbage.
+    ReplicaDropped { file_id: Uuid, index: u32, node_id: String, reason: String },
+    /// A registering data node holds replicas no file wants (e.g. of a file
+    /// deleted while it was down): they become garbage.
+    GarbageFound { node_id: String, chunks: Vec<(Uuid, u32)> },
+    /// A data node removed these garbage replicas from its disk.
+    GarbagePurged { node_id: String, chunks: Vec<(Uuid, u32)> },
+}

@@ -1,0 +1,128 @@
+//! `tessera-controller`: one member of the controller trio.
+//!
+//! Start-up order: open RocksDB → restore the state machine from its last
+//! snapshot → start openraft → serve gRPC (MasterService + Raft transport) →
+//! form the cluster if pristine → start the leader-only workers.
+//! Shutdown (SIGINT/SIGTERM): stop workers, stop serving, shut Raft down,
+//! then drop RocksDB (flushed on drop).
+
+mod api;
+mod cluster;
+mod config;
+mod controller;
+mod error;
+mod events;
+mod health;
+mod meta;
+mod nodes;
+mod placement;
+mod raft;
+mod uploads;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tessera_proto::limits::MAX_GRPC_MESSAGE_BYTES;
+use tessera_proto::pb::master_service_server::MasterServiceServer;
+use tessera_proto::raft_pb::raft_service_server::RaftServiceServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::controller::Controller;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::NetworkFactory;
+use crate::raft::service::RaftRpc;
+use crate::raft::state_machine::StateMachineStore;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    let config = Config::parse();
+    config.validate().map_err(anyhow::Error::msg)?;
+    let peers = config.peer_map().map_err(anyhow::Error::msg)?;
+
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let db = raft::open_db(&data_dir).with_context(|| format!("opening RocksDB in {}", data_dir.display()))?;
+    let log_store = LogStore::new(db.clone());
+    let state_machine = StateMachineStore::open(db.clone()).map_err(|e| anyhow::anyhow!("restoring snapshot: {e}"))?;
+    let shared = state_machine.shared();
+
+    let raft_config = openraft::Config {
+        cluster_name: "tessera".into(),
+        heartbeat_interval: config.raft_heartbeat_ms,
+        election_timeout_min: config.election_timeout_min_ms,
+        election_timeout_max: config.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: 1000,
+        // Snapshot chunks must fit in one gRPC message with room to spare.
+        snapshot_max_chunk_size: (MAX_GRPC_MESSAGE_BYTES / 4) as u64,
+        ..Default::default()
+    }
+    .validate()
+    .context("invalid raft configuration")?;
+    let raft = raft::Raft::new(config.id, Arc::new(raft_config), NetworkFactory, log_store, state_machine)
+        .await
+        .context("starting raft")?;
+
+    let controller = Controller::new(config.clone(), raft.clone(), shared);
+    let shutdown = CancellationToken::new();
+
+    let listen: std::net::SocketAddr = config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            MasterServiceServer::new(api::master::MasterApi::new(controller.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            RaftServiceServer::new(RaftRpc::new(raft.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(server);
+    tracing::info!(id = config.id, listen = %config.listen, data_dir = %data_dir.display(), "controller serving");
+
+    controller.bootstrap(peers).await.context("forming the cluster")?;
+    let sweep = tokio::spawn(health::run_health_sweep(controller.clone(), shutdown.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = sweep.await;
+    match server.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "grpc server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "grpc server task failed"),
+        Ok(Ok(())) => {}
+    }
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    drop(controller);
+    drop(db);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

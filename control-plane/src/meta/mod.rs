@@ -1,0 +1,427 @@
+//! The metadata the controllers agree on (SPEC §3): files, their chunks and
+//! replicas, data nodes and their health, and garbage replicas still to be
+//! removed from disk. Plain data and a pure [`MetaState::apply`], so it is
+//! unit-tested without Raft or sockets; [`query`] holds the read side.
+
+pub mod query;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::MetaError;
+use crate::events::Event;
+
+pub type ChunkKey = (Uuid, u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeHealth {
+    Healthy,
+    Suspect,
+    Dead,
+    Decommissioning,
+    Removed,
+    FailedSimulated,
+}
+
+impl NodeHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeHealth::Healthy => "healthy",
+            NodeHealth::Suspect => "suspect",
+            NodeHealth::Dead => "dead",
+            NodeHealth::Decommissioning => "decommissioning",
+            NodeHealth::Removed => "removed",
+            NodeHealth::FailedSimulated => "failed_simulated",
+        }
+    }
+
+    /// A replica on a node in this state can still be read.
+    pub fn holds_live_replicas(self) -> bool {
+        matches!(self, NodeHealth::Healthy | NodeHealth::Suspect | NodeHealth::Decommissioning)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileState {
+    Uploading,
+    Committed,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Uploading => "uploading",
+            FileState::Committed => "committed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    pub size: u64,
+    pub crc32c: u32,
+    pub replicas: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub total_chunks: u32,
+    pub replication: u32,
+    pub state: FileState,
+    pub created_at_ms: i64,
+    pub checksum: String,
+    pub chunks: BTreeMap<u32, ChunkRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub host: String,
+    pub grpc_port: u32,
+    pub capacity_bytes: u64,
+    pub mac: String,
+    pub health: NodeHealth,
+    pub health_changed_at_ms: i64,
+}
+
+impl NodeRecord {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.grpc_port)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    pub files: BTreeMap<Uuid, FileRecord>,
+    pub nodes: BTreeMap<String, NodeRecord>,
+    /// Replicas that are on a node's disk but wanted by no file, by node.
+    /// The leader asks each node to delete them; the node confirms with
+    /// [`Event::GarbagePurged`].
+    pub garbage: BTreeMap<String, BTreeSet<ChunkKey>>,
+}
+
+impl MetaState {
+    /// Applies one event. An error leaves the state untouched: every check
+    /// comes before the first change.
+    pub fn apply(&mut self, event: &Event) -> Result<(), MetaError> {
+        match event {
+            Event::NodeRegistered { node_id, host, grpc_port, capacity_bytes, mac, at_ms } => {
+                self.nodes.insert(
+                    node_id.clone(),
+                    NodeRecord {
+                        node_id: node_id.clone(),
+                        host: host.clone(),
+                        grpc_port: *grpc_port,
+                        capacity_bytes: *capacity_bytes,
+                        mac: mac.clone(),
+                        health: NodeHealth::Healthy,
+                        health_changed_at_ms: *at_ms,
+                    },
+                );
+                Ok(())
+            }
+            Event::NodeHealthChanged { node_id, health, at_ms } => {
+                let node = self
+                    .nodes
+                    .get_mut(node_id)
+                    .ok_or_else(|| MetaError::NodeNotFound(node_id.clone()))?;
+                node.health = *health;
+                node.health_changed_at_ms = *at_ms;
+                Ok(())
+            }
+            Event::FileCreated { file_id, name, chunk_size, replication, at_ms } => {
+                if self.files.contains_key(file_id) {
+                    return Err(MetaError::FileExists(file_id.to_string()));
+                }
+                self.files.insert(
+                    *file_id,
+                    FileRecord {
+                        id: *file_id,
+                        name: name.clone(),
+                        size: 0,
+                        chunk_size: *chunk_size,
+                        total_chunks: 0,
+                        replication: *replication,
+                        state: FileState::Uploading,
+                        created_at_ms: *at_ms,
+                        checksum: String::new(),
+                        chunks: BTreeMap::new(),
+                    },
+                );
+                Ok(())
+            }
+            Event::ChunkStored { file_id, index, size, crc32c, replicas } => {
+                let file = self.uploading_file_mut(file_id)?;
+                if *size > file.chunk_size {
+                    return Err(MetaError::Invalid(format!(
+                        "chunk {index} is {size} bytes, larger than the chunk size {}",
+                        file.chunk_size
+                    )));
+                }
+                let mut stale = Vec::new();
+                match file.chunks.get_mut(index) {
+                    // Same bytes stored again (a retry): add the new replicas.
+                    Some(chunk) if chunk.crc32c == *crc32c && chunk.size == *size => {
+                        for node in replicas {
+                            if !chunk.replicas.contains(node) {
+                                chunk.replicas.push(node.clone());
+                            }
+                        }
+                    }
+                    // Different bytes for the same index: the new ones win,
+                    // the old replicas become garbage.
+                    existing => {
+                        if let Some(old) = existing {
+                            stale = old.replicas.clone();
+                        }
+                        let mut unique = replicas.clone();
+                        unique.dedup();
+                        file.chunks.insert(*index, ChunkRecord { size: *size, crc32c: *crc32c, replicas: unique });
+                    }
+                }
+                for node in stale {
+                    if !replicas.contains(&node) {
+                        self.garbage.entry(node).or_default().insert((*file_id, *index));
+                    }
+                }
+                Ok(())
+            }
+            Event::FileCommitted { file_id, size, total_chunks, checksum, .. } => {
+                let file = self
+                    .files
+                    .get(file_id)
+                    .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+                if file.state == FileState::Committed {
+                    // A retried commit of the same content is a success.
+                    if file.size == *size && file.checksum == *checksum {
+                        return Ok(());
+                    }
+                    return Err(MetaError::NotUploading { file: file_id.to_string(), state: "committed".into() });
+                }
+                check_complete(file, *size, *total_chunks)?;
+                let extra: Vec<(u32, ChunkRecord)> = file
+                    .chunks
+                    .range(*total_chunks..)
+                    .map(|(i, c)| (*i, c.clone()))
+                    .collect();
+                for (index, chunk) in extra {
+                    for node in chunk.replicas {
+                        self.garbage.entry(node).or_default().insert((*file_id, index));
+                    }
+                }
+                if let Some(file) = self.files.get_mut(file_id) {
+                    file.chunks.retain(|i, _| *i < *total_chunks);
+                    file.size = *size;
+                    file.total_chunks = *total_chunks;
+                    file.checksum = checksum.clone();
+                    file.state = FileState::Committed;
+                }
+                Ok(())
+            }
+            Event::FileDeleted { file_id } => {
+                let file = self
+                    .files
+                    .remove(file_id)
+                    .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+                for (index, chunk) in file.chunks {
+                    for node in chunk.replicas {
+                        self.garbage.entry(node).or_default().insert((*file_id, index));
+                    }
+                }
+                Ok(())
+            }
+            Event::ReplicaDropped { file_id, index, node_id, .. } => {
+                let file = self
+                    .files
+                    .get_mut(file_id)
+                    .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+                if let Some(chunk) = file.chunks.get_mut(index) {
+                    chunk.replicas.retain(|n| n != node_id);
+                }
+                self.garbage.entry(node_id.clone()).or_default().insert((*file_id, *index));
+                Ok(())
+            }
+            Event::GarbageFound { node_id, chunks } => {
+                for key in chunks {
+                    if !self.is_wanted(node_id, key) {
+                        self.garbage.entry(node_id.clone()).or_default().insert(*key);
+                    }
+                }
+                Ok(())
+            }
+            Event::GarbagePurged { node_id, chunks } => {
+                if let Some(set) = self.garbage.get_mut(node_id) {
+                    for key in chunks {
+                        set.remove(key);
+                    }
+                    if set.is_empty() {
+                        self.garbage.remove(node_id);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the metadata wants `node` to keep this replica. Replicas of
+    /// files still uploading are wanted: the gateway may not have reported
+    /// them yet.
+    pub fn is_wanted(&self, node: &str, key: &ChunkKey) -> bool {
+        match self.files.get(&key.0) {
+            None => false,
+            Some(file) if file.state == FileState::Uploading => true,
+            Some(file) => file.chunks.get(&key.1).is_some_and(|c| c.replicas.iter().any(|r| r == node)),
+        }
+    }
+
+    fn uploading_file_mut(&mut self, file_id: &Uuid) -> Result<&mut FileRecord, MetaError> {
+        let file = self
+            .files
+            .get_mut(file_id)
+            .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+        if file.state != FileState::Uploading {
+            return Err(MetaError::NotUploading { file: file_id.to_string(), state: file.state.as_str().into() });
+        }
+        Ok(file)
+    }
+}
+
+/// A commit is accepted only if chunks `0..total_chunks` are all stored, each
+/// on at least one node, and their sizes add up to `size` with every chunk but
+/// the last one full.
+fn check_complete(file: &FileRecord, size: u64, total_chunks: u32) -> Result<(), MetaError> {
+    let incomplete = |reason: String| MetaError::IncompleteUpload { file: file.id.to_string(), reason };
+    let expected_chunks = size.div_ceil(file.chunk_size);
+    if u64::from(total_chunks) != expected_chunks {
+        return Err(incomplete(format!(
+            "{size} bytes in chunks of {} need {expected_chunks} chunks, not {total_chunks}",
+            file.chunk_size
+        )));
+    }
+    let mut sum = 0u64;
+    for index in 0..total_chunks {
+        let chunk = file
+            .chunks
+            .get(&index)
+            .ok_or_else(|| incomplete(format!("chunk {index} was never stored")))?;
+        if chunk.replicas.is_empty() {
+            return Err(incomplete(format!("chunk {index} has no replica")));
+        }
+        let last = index + 1 == total_chunks;
+        if !last && chunk.size != file.chunk_size {
+            return Err(incomplete(format!("chunk {index} is short ({} bytes)", chunk.size)));
+        }
+        sum += chunk.size;
+    }
+    if sum != size {
+        return Err(incomplete(format!("chunks hold {sum} bytes, the file is {size}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(state: &mut MetaState, chunk_size: u64) -> Uuid {
+        let file_id = Uuid::now_v7();
+        state
+            .apply(&Event::FileCreated { file_id, name: "a.bin".into(), chunk_size, replication: 3, at_ms: 1 })
+            .unwrap();
+        file_id
+    }
+
+    fn stored(state: &mut MetaState, file_id: Uuid, index: u32, size: u64) {
+        state
+            .apply(&Event::ChunkStored {
+                file_id,
+                index,
+                size,
+                crc32c: 7,
+                replicas: vec!["a".into(), "b".into(), "c".into()],
+            })
+            .unwrap();
+    }
+
+    fn commit(state: &mut MetaState, file_id: Uuid, size: u64, total_chunks: u32) -> Result<(), MetaError> {
+        state.apply(&Event::FileCommitted { file_id, size, total_chunks, checksum: "x".into(), at_ms: 2 })
+    }
+
+    #[test]
+    fn upload_then_commit() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        stored(&mut s, f, 0, 4);
+        stored(&mut s, f, 1, 1);
+        assert_eq!(commit(&mut s, f, 5, 2), Ok(()));
+        assert_eq!(s.files[&f].state, FileState::Committed);
+        // Retried commit is idempotent.
+        assert_eq!(commit(&mut s, f, 5, 2), Ok(()));
+        // No more chunks once committed.
+        assert!(matches!(
+            s.apply(&Event::ChunkStored { file_id: f, index: 2, size: 1, crc32c: 1, replicas: vec![] }),
+            Err(MetaError::NotUploading { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_file_commits_without_chunks() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        assert_eq!(commit(&mut s, f, 0, 0), Ok(()));
+    }
+
+    #[test]
+    fn incomplete_commit_refused_and_state_unchanged() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        stored(&mut s, f, 0, 4);
+        let before = s.clone();
+        assert!(matches!(commit(&mut s, f, 5, 2), Err(MetaError::IncompleteUpload { .. })));
+        assert!(matches!(commit(&mut s, f, 9, 2), Err(MetaError::IncompleteUpload { .. })));
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn delete_turns_replicas_into_garbage_and_purge_clears_it() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        stored(&mut s, f, 0, 3);
+        commit(&mut s, f, 3, 1).unwrap();
+        s.apply(&Event::FileDeleted { file_id: f }).unwrap();
+        assert!(s.files.is_empty());
+        assert_eq!(s.garbage.len(), 3);
+        assert!(s.garbage["a"].contains(&(f, 0)));
+        s.apply(&Event::GarbagePurged { node_id: "a".into(), chunks: vec![(f, 0)] }).unwrap();
+        assert!(!s.garbage.contains_key("a"));
+        assert!(matches!(s.apply(&Event::FileDeleted { file_id: f }), Err(MetaError::FileNotFound(_))));
+    }
+
+    #[test]
+    fn dropped_replica_leaves_the_chunk() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        stored(&mut s, f, 0, 3);
+        s.apply(&Event::ReplicaDropped { file_id: f, index: 0, node_id: "b".into(), reason: "crc".into() })
+            .unwrap();
+        assert_eq!(s.files[&f].chunks[&0].replicas, vec!["a".to_string(), "c".to_string()]);
+        assert!(s.garbage["b"].contains(&(f, 0)));
+    }
+
+    #[test]
+    fn rewritten_chunk_makes_old_replicas_garbage() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        stored(&mut s, f, 0, 3);
+        s.apply(&Event::ChunkStored { file_id: f, index: 0, size: 3, crc32c: 9, replicas: vec!["d".into()] })
+            .unwrap();
+        assert_eq!(s.files[&f].chunks[&0].replicas, vec!["d".to_string()]);
+        assert_eq!(s.garbage.len(), 3);
+    }
+}

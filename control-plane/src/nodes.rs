@@ -1,0 +1,90 @@
+//! Data nodes talking to the leader: registration (with inventory
+//! reconciliation) and heartbeats (soft state in, delete commands out).
+
+use uuid::Uuid;
+
+use crate::controller::Controller;
+use crate::error::{ControllerError, MetaError};
+use crate::events::Event;
+use crate::meta::NodeHealth;
+
+/// Most delete commands handed to a node per heartbeat, to keep replies small.
+const MAX_COMMANDS_PER_HEARTBEAT: usize = 1000;
+
+pub struct Registration {
+    pub node_id: String,
+    pub host: String,
+    pub grpc_port: u32,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    pub mac: String,
+    pub inventory: Vec<(Uuid, u32)>,
+}
+
+pub struct HeartbeatReply {
+    pub delete: Vec<(Uuid, u32)>,
+    pub reregister: bool,
+}
+
+impl Controller {
+    pub async fn register_node(&self, reg: Registration) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        tessera_proto::ids::validate_node_id(&reg.node_id).map_err(MetaError::from)?;
+        if reg.host.is_empty() || reg.grpc_port == 0 || reg.grpc_port > u32::from(u16::MAX) {
+            return Err(MetaError::Invalid(format!("bad address {}:{}", reg.host, reg.grpc_port)).into());
+        }
+        self.propose(Event::NodeRegistered {
+            node_id: reg.node_id.clone(),
+            host: reg.host,
+            grpc_port: reg.grpc_port,
+            capacity_bytes: reg.capacity_bytes,
+            mac: reg.mac,
+            at_ms: tessera_proto::now_ms(),
+        })
+        .await?;
+        self.liveness.record(&reg.node_id, reg.capacity_bytes, reg.free_bytes);
+
+        let unwanted: Vec<(Uuid, u32)> = {
+            let state = self.state.read();
+            reg.inventory.into_iter().filter(|key| !state.meta.is_wanted(&reg.node_id, key)).collect()
+        };
+        if !unwanted.is_empty() {
+            tracing::info!(node = %reg.node_id, chunks = unwanted.len(), "registering node holds unwanted replicas");
+            self.propose(Event::GarbageFound { node_id: reg.node_id, chunks: unwanted }).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn heartbeat(
+        &self,
+        node_id: &str,
+        capacity_bytes: u64,
+        free_bytes: u64,
+        deleted: Vec<(Uuid, u32)>,
+    ) -> Result<HeartbeatReply, ControllerError> {
+        self.ensure_leader()?;
+        let known = self
+            .state
+            .read()
+            .meta
+            .nodes
+            .get(node_id)
+            .map(|n| !matches!(n.health, NodeHealth::Dead | NodeHealth::Removed));
+        if known != Some(true) {
+            return Ok(HeartbeatReply { delete: Vec::new(), reregister: true });
+        }
+        self.liveness.record(node_id, capacity_bytes, free_bytes);
+        if !deleted.is_empty() {
+            self.propose(Event::GarbagePurged { node_id: node_id.to_string(), chunks: deleted.clone() }).await?;
+        }
+        let delete = self
+            .state
+            .read()
+            .meta
+            .garbage
+            .get(node_id)
+            .map(|set| set.iter().filter(|k| !deleted.contains(k)).take(MAX_COMMANDS_PER_HEARTBEAT).copied().collect())
+            .unwrap_or_default();
+        Ok(HeartbeatReply { delete, reregister: false })
+    }
+}

@@ -1,0 +1,200 @@
+//! The upload protocol on the leader: plan (create the file, place chunks),
+//! record stored chunks, commit, abort; plus delete and bad-replica reports.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use crate::controller::Controller;
+use crate::error::{ControllerError, MetaError};
+use crate::events::Event;
+use crate::meta::{FileRecord, FileState, NodeHealth};
+use crate::placement::{place_chunks, NodeLoad};
+
+/// Most chunks placed by one plan call; the gateway asks again for more.
+const MAX_CHUNKS_PER_PLAN: u32 = 64;
+
+pub struct PlanRequest {
+    pub file_id: Option<Uuid>,
+    pub name: String,
+    pub first_chunk: u32,
+    pub chunk_count: u32,
+    pub exclude_nodes: Vec<String>,
+}
+
+pub struct Placement {
+    pub index: u32,
+    /// (node id, address) per target.
+    pub targets: Vec<(String, String)>,
+}
+
+pub struct Plan {
+    pub file_id: Uuid,
+    pub chunk_size: u64,
+    pub replication: u32,
+    pub placements: Vec<Placement>,
+}
+
+impl Controller {
+    fn healthy_loads(&self) -> Vec<NodeLoad> {
+        let state = self.state.read();
+        state
+            .meta
+            .nodes
+            .values()
+            .filter(|n| n.health == NodeHealth::Healthy)
+            .map(|n| self.liveness.load(&n.node_id, n.addr(), n.capacity_bytes))
+            .collect()
+    }
+
+    pub async fn upload_plan(&self, req: PlanRequest) -> Result<Plan, ControllerError> {
+        self.ensure_leader()?;
+        let (chunk_size, replication) = match req.file_id {
+            Some(id) => {
+                let state = self.state.read();
+                let file = state.meta.files.get(&id).ok_or_else(|| MetaError::FileNotFound(id.to_string()))?;
+                if file.state != FileState::Uploading {
+                    return Err(MetaError::NotUploading { file: id.to_string(), state: file.state.as_str().into() }.into());
+                }
+                (file.chunk_size, file.replication)
+            }
+            None => {
+                tessera_proto::ids::validate_file_name(&req.name).map_err(MetaError::from)?;
+                (self.config.chunk_size, self.config.replication)
+            }
+        };
+        let loads = self.healthy_loads();
+        let exclude: HashSet<&str> = req.exclude_nodes.iter().map(String::as_str).collect();
+        // A fresh plan needs a full set of replicas; a replacement plan (with
+        // exclusions) takes whatever healthy nodes are left.
+        let min_replicas = if exclude.is_empty() { replication as usize } else { 1 };
+        let count = req.chunk_count.min(MAX_CHUNKS_PER_PLAN) as usize;
+        let plan = place_chunks(&loads, count, replication as usize, min_replicas, chunk_size, &exclude)?;
+        if req.file_id.is_none() && loads.len() < replication as usize {
+            return Err(MetaError::NotEnoughNodes { healthy: loads.len(), replication: replication as usize }.into());
+        }
+
+        let file_id = match req.file_id {
+            Some(id) => id,
+            None => {
+                let file_id = tessera_proto::ids::new_file_id();
+                self.propose(Event::FileCreated {
+                    file_id,
+                    name: req.name,
+                    chunk_size,
+                    replication,
+                    at_ms: tessera_proto::now_ms(),
+                })
+                .await?;
+                file_id
+            }
+        };
+        let placements = plan
+            .into_iter()
+            .enumerate()
+            .map(|(i, targets)| {
+                let targets = targets
+                    .into_iter()
+                    .map(|n| {
+                        self.liveness.reserve(&loads[n].node_id, chunk_size);
+                        (loads[n].node_id.clone(), loads[n].addr.clone())
+                    })
+                    .collect();
+                Placement { index: req.first_chunk + i as u32, targets }
+            })
+            .collect();
+        Ok(Plan { file_id, chunk_size, replication, placements })
+    }
+
+    pub async fn report_chunk_stored(
+        &self,
+        file_id: Uuid,
+        index: u32,
+        size: u64,
+        crc32c: u32,
+        node_ids: Vec<String>,
+    ) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        {
+            let state = self.state.read();
+            for node in &node_ids {
+                if !state.meta.nodes.contains_key(node) {
+                    return Err(MetaError::NodeNotFound(node.clone()).into());
+                }
+            }
+        }
+        self.propose(Event::ChunkStored { file_id, index, size, crc32c, replicas: node_ids }).await
+    }
+
+    pub async fn commit_file(
+        &self,
+        file_id: Uuid,
+        size: u64,
+        total_chunks: u32,
+        checksum: String,
+    ) -> Result<FileRecord, ControllerError> {
+        self.ensure_leader()?;
+        if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(MetaError::Invalid("checksum must be a hex SHA-256".into()).into());
+        }
+        self.propose(Event::FileCommitted { file_id, size, total_chunks, checksum, at_ms: tessera_proto::now_ms() })
+            .await?;
+        let state = self.state.read();
+        state
+            .meta
+            .committed_file(&file_id)
+            .cloned()
+            .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()).into())
+    }
+
+    /// Drops an upload that will not complete; its stored chunks become
+    /// garbage. Aborting an unknown upload is a no-op (it may be a retry).
+    pub async fn abort_upload(&self, file_id: Uuid) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        let state_of = self.state.read().meta.files.get(&file_id).map(|f| f.state);
+        match state_of {
+            None => Ok(()),
+            Some(FileState::Committed) => {
+                Err(MetaError::NotUploading { file: file_id.to_string(), state: "committed".into() }.into())
+            }
+            Some(FileState::Uploading) => match self.propose(Event::FileDeleted { file_id }).await {
+                Err(ControllerError::Meta(MetaError::FileNotFound(_))) => Ok(()),
+                other => other,
+            },
+        }
+    }
+
+    /// Deletes a committed file: gone from listings as soon as this returns.
+    pub async fn delete_file(&self, file_id: Uuid) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        if self.state.read().meta.committed_file(&file_id).is_none() {
+            return Err(MetaError::FileNotFound(file_id.to_string()).into());
+        }
+        self.propose(Event::FileDeleted { file_id }).await
+    }
+
+    /// A reader found a replica corrupt. It is dropped from the metadata
+    /// (and so deleted from the node) unless it is the last one: a suspect
+    /// copy is better than none until repair finds a good one.
+    pub async fn report_bad_replica(
+        &self,
+        file_id: Uuid,
+        index: u32,
+        node_id: String,
+        reason: String,
+    ) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        let droppable = {
+            let state = self.state.read();
+            let file = state.meta.files.get(&file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+            file.chunks
+                .get(&index)
+                .is_some_and(|c| c.replicas.contains(&node_id) && c.replicas.len() > 1)
+        };
+        tracing::warn!(file = %file_id, chunk = index, node = %node_id, %reason, dropped = droppable, "bad replica reported");
+        if !droppable {
+            return Ok(());
+        }
+        self.propose(Event::ReplicaDropped { file_id, index, node_id, reason }).await
+    }
+}

@@ -1,0 +1,200 @@
+//! A `MasterService` client for gateways, data nodes and tools.
+//!
+//! It holds the address of every controller, remembers which one led last,
+//! follows a follower's `tessera-leader` redirect, and retries calls that
+//! failed because no leader was reachable, with capped exponential backoff,
+//! until a deadline. Callers therefore see one answer per call even while the
+//! controllers elect a new leader.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::limits::MAX_GRPC_MESSAGE_BYTES;
+use crate::pb::master_service_client::MasterServiceClient;
+use crate::LEADER_METADATA_KEY;
+
+/// How a [`ControlClient`] waits and retries.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Give up on a call after this long without an answer from a leader.
+    pub deadline: Duration,
+    /// Time limit of a single attempt.
+    pub attempt_timeout: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(15),
+            attempt_timeout: Duration::from_secs(5),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ControlClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    controllers: Vec<String>,
+    policy: RetryPolicy,
+    leader: Mutex<Option<String>>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ControlClient {
+    /// `controllers` are `host:port` addresses of the controllers' gRPC servers.
+    pub fn new(controllers: Vec<String>, policy: RetryPolicy) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                controllers,
+                policy,
+                leader: Mutex::new(None),
+                channels: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn controllers(&self) -> &[String] {
+        &self.inner.controllers
+    }
+
+    /// The controller that answered last, if any.
+    pub fn known_leader(&self) -> Option<String> {
+        self.inner.leader.lock().map(|l| l.clone()).unwrap_or(None)
+    }
+
+    /// Runs `call` against the leader, following redirects and retrying while
+    /// the failure says "no leader here (yet)".
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(MasterServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let policy = &self.inner.policy;
+        let deadline = Instant::now() + policy.deadline;
+        let mut backoff = policy.initial_backoff;
+        let mut rotation = 0usize;
+        loop {
+            let addr = self.target(rotation);
+            let client = MasterServiceClient::new(self.channel(&addr))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+            let status = match call(client).await {
+                Ok(response) => {
+                    self.set_leader(Some(addr));
+                    return Ok(response.into_inner());
+                }
+                Err(status) => status,
+            };
+            let hint = leader_hint(&status).filter(|hint| *hint != addr);
+            if hint.is_none() && !is_retryable(&status) {
+                return Err(status);
+            }
+            if Instant::now() + backoff > deadline {
+                return Err(Status::unavailable(format!(
+                    "no controller leader answered within {:?}: {}",
+                    policy.deadline,
+                    status.message()
+                )));
+            }
+            match hint {
+                // A redirect is cheap to follow at once; only back off if
+                // redirects keep failing (the hint may be stale).
+                Some(hint) => {
+                    self.set_leader(Some(hint));
+                    if rotation > 0 {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(policy.max_backoff);
+                    }
+                }
+                None => {
+                    self.set_leader(None);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(policy.max_backoff);
+                }
+            }
+            rotation += 1;
+        }
+    }
+
+    fn target(&self, rotation: usize) -> String {
+        if let Some(leader) = self.known_leader() {
+            return leader;
+        }
+        let n = self.inner.controllers.len().max(1);
+        self.inner.controllers.get(rotation % n).cloned().unwrap_or_default()
+    }
+
+    fn set_leader(&self, leader: Option<String>) {
+        if let Ok(mut l) = self.inner.leader.lock() {
+            *l = leader;
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Channel {
+        let mut channels = match self.inner.channels.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        channels
+            .entry(addr.to_string())
+            .or_insert_with(|| lazy_channel(addr, self.inner.policy.attempt_timeout))
+            .clone()
+    }
+}
+
+/// A lazily connecting channel to `host:port`. Connecting fails fast so a
+/// dead peer is skipped quickly; `timeout` bounds each call.
+pub fn lazy_channel(addr: &str, timeout: Duration) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|_| Endpoint::from_static("http://invalid.invalid:1"))
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    endpoint.connect_lazy()
+}
+
+fn leader_hint(status: &Status) -> Option<String> {
+    status
+        .metadata()
+        .get(LEADER_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Failures that mean "this controller cannot answer now" rather than "the
+/// request is wrong": worth trying again elsewhere or later.
+fn is_retryable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled)
+        || (status.code() == Code::Unknown && status.message().contains("transport"))
+}
+
+/// Builds the UNAVAILABLE status a follower answers with.
+pub fn not_leader_status(leader_addr: Option<&str>) -> Status {
+    let mut status = Status::unavailable(match leader_addr {
+        Some(addr) => format!("not the leader; the leader is {addr}"),
+        None => "not the leader and no leader is known yet".to_string(),
+    });
+    if let Some(addr) = leader_addr {
+        if let Ok(value) = addr.parse() {
+            status.metadata_mut().insert(LEADER_METADATA_KEY, value);
+        }
+    }
+    status
+}
