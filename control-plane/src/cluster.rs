@@ -23,7 +23,11 @@ impl Controller {
                     node_id: n.node_id.clone(),
                     host: n.host.clone(),
                     grpc_port: n.grpc_port,
-                    capacity_bytes: live.as_ref().map(|l| l.capacity_bytes).filter(|c| *c > 0).unwrap_or(n.capacity_bytes),
+                    capacity_bytes: live
+                        .as_ref()
+                        .map(|l| l.capacity_bytes)
+                        .filter(|c| *c > 0)
+                        .unwrap_or(n.capacity_bytes),
                     free_bytes: live.as_ref().map(|l| l.free_bytes).unwrap_or(0),
                     health: n.health.as_str().to_string(),
                     last_seen_ms: live.as_ref().map(|l| l.last_seen_ms).unwrap_or(0),

@@ -8,8 +8,16 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "tessera-controller", version, about = "Tessera controller: Raft-replicated metadata, placement and node health")]
+#[command(
+    name = "tessera-controller",
+    version,
+    about = "Tessera controller: Raft-replicated metadata, placement and node health"
+)]
 pub struct Config {
+    /// File of `TESSERA_*=value` lines read before the environment (see `tessera_proto::config`).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// This controller's Raft id (a positive integer, unique in the cluster).
     #[arg(long, env = "TESSERA_CONTROLLER_ID")]
     pub id: u64,
@@ -84,9 +92,8 @@ impl Config {
     pub fn peer_map(&self) -> Result<BTreeMap<u64, String>, String> {
         let mut peers = BTreeMap::new();
         for peer in self.peers.iter().filter(|p| !p.is_empty()) {
-            let (id, addr) = peer
-                .split_once('=')
-                .ok_or_else(|| format!("peer {peer:?} is not of the form id=host:port"))?;
+            let (id, addr) =
+                peer.split_once('=').ok_or_else(|| format!("peer {peer:?} is not of the form id=host:port"))?;
             let id: u64 = id.trim().parse().map_err(|_| format!("peer id {id:?} is not a number"))?;
             peers.insert(id, addr.trim().to_string());
         }
@@ -100,7 +107,9 @@ impl Config {
         if self.chunk_size == 0 || self.chunk_size > tessera_proto::limits::MAX_CHUNK_SIZE {
             return Err(format!("--chunk-size must be between 1 and {}", tessera_proto::limits::MAX_CHUNK_SIZE));
         }
-        if self.election_timeout_min_ms <= self.raft_heartbeat_ms || self.election_timeout_max_ms <= self.election_timeout_min_ms {
+        if self.election_timeout_min_ms <= self.raft_heartbeat_ms
+            || self.election_timeout_max_ms <= self.election_timeout_min_ms
+        {
             return Err("need raft heartbeat < election timeout min < election timeout max".into());
         }
         let peers = self.peer_map()?;

@@ -32,40 +32,15 @@ impl From<Event> for Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// A data node announced itself (first start or after being dead).
-    NodeRegistered {
-        node_id: String,
-        host: String,
-        grpc_port: u32,
-        capacity_bytes: u64,
-        mac: String,
-        at_ms: i64,
-    },
+    NodeRegistered { node_id: String, host: String, grpc_port: u32, capacity_bytes: u64, mac: String, at_ms: i64 },
     /// The leader's health sweep saw a node change health.
     NodeHealthChanged { node_id: String, health: NodeHealth, at_ms: i64 },
     /// An upload started: the file exists in state `uploading`, invisible to listings.
-    FileCreated {
-        file_id: Uuid,
-        name: String,
-        chunk_size: u64,
-        replication: u32,
-        at_ms: i64,
-    },
+    FileCreated { file_id: Uuid, name: String, chunk_size: u64, replication: u32, at_ms: i64 },
     /// A chunk is durable on these nodes.
-    ChunkStored {
-        file_id: Uuid,
-        index: u32,
-        size: u64,
-        crc32c: u32,
-        replicas: Vec<String>,
-    },
+    ChunkStored { file_id: Uuid, index: u32, size: u64, crc32c: u32, replicas: Vec<String> },
     /// Every chunk is stored: the file becomes visible.
-    FileCommitted {
-        file_id: Uuid,
-        size: u64,
-        total_chunks: u32,
-        checksum: String,
-        at_ms: i64,
-    },
+    FileCommitted { file_id: Uuid, size: u64, total_chunks: u32, checksum: String, at_ms: i64 },
     /// The file is gone from the namespace (a delete, or an aborted upload);
     /// its replicas become garbage for the data nodes to remove.
     FileDeleted { file_id: Uuid },

@@ -113,14 +113,8 @@ pub async fn run_health_sweep(controller: std::sync::Arc<Controller>, shutdown: 
         }
         let since = *leader_since.get_or_insert_with(Instant::now);
         let now = Instant::now();
-        let nodes: Vec<(String, NodeHealth)> = controller
-            .state
-            .read()
-            .meta
-            .nodes
-            .values()
-            .map(|n| (n.node_id.clone(), n.health))
-            .collect();
+        let nodes: Vec<(String, NodeHealth)> =
+            controller.state.read().meta.nodes.values().map(|n| (n.node_id.clone(), n.health)).collect();
         for (node_id, health) in nodes {
             let last = controller.liveness.get(&node_id).map(|l| l.last_seen.max(since)).unwrap_or(since);
             let next = classify(

@@ -35,16 +35,20 @@ use crate::raft::network::NetworkFactory;
 use crate::raft::service::RaftRpc;
 use crate::raft::state_machine::StateMachineStore;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
+fn main() -> anyhow::Result<()> {
+    // Before the runtime starts any thread: it may set environment variables.
+    tessera_proto::config::load_config_file()?;
     let config = Config::parse();
     config.validate().map_err(anyhow::Error::msg)?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
     let peers = config.peer_map().map_err(anyhow::Error::msg)?;
 
     let data_dir = config.data_dir();
@@ -74,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
     let controller = Controller::new(config.clone(), raft.clone(), shared);
     let shutdown = CancellationToken::new();
 
-    let listen: std::net::SocketAddr = config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
+    let listen: std::net::SocketAddr =
+        config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tonic::transport::Server::builder()

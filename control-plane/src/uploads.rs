@@ -54,7 +54,9 @@ impl Controller {
                 let state = self.state.read();
                 let file = state.meta.files.get(&id).ok_or_else(|| MetaError::FileNotFound(id.to_string()))?;
                 if file.state != FileState::Uploading {
-                    return Err(MetaError::NotUploading { file: id.to_string(), state: file.state.as_str().into() }.into());
+                    return Err(
+                        MetaError::NotUploading { file: id.to_string(), state: file.state.as_str().into() }.into()
+                    );
                 }
                 (file.chunk_size, file.replication)
             }
@@ -140,11 +142,7 @@ impl Controller {
         self.propose(Event::FileCommitted { file_id, size, total_chunks, checksum, at_ms: tessera_proto::now_ms() })
             .await?;
         let state = self.state.read();
-        state
-            .meta
-            .committed_file(&file_id)
-            .cloned()
-            .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()).into())
+        state.meta.committed_file(&file_id).cloned().ok_or_else(|| MetaError::FileNotFound(file_id.to_string()).into())
     }
 
     /// Drops an upload that will not complete; its stored chunks become
@@ -187,9 +185,7 @@ impl Controller {
         let droppable = {
             let state = self.state.read();
             let file = state.meta.files.get(&file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
-            file.chunks
-                .get(&index)
-                .is_some_and(|c| c.replicas.contains(&node_id) && c.replicas.len() > 1)
+            file.chunks.get(&index).is_some_and(|c| c.replicas.contains(&node_id) && c.replicas.len() > 1)
         };
         tracing::warn!(file = %file_id, chunk = index, node = %node_id, %reason, dropped = droppable, "bad replica reported");
         if !droppable {

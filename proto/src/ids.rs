@@ -40,9 +40,7 @@ pub fn parse_file_id(s: &str) -> Result<Uuid, IdError> {
 
 /// Checks a data node id.
 pub fn validate_node_id(s: &str) -> Result<(), IdError> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -80,7 +78,14 @@ mod tests {
     fn file_ids() {
         let id = new_file_id();
         assert_eq!(parse_file_id(&id.to_string()), Ok(id));
-        for bad in ["", "../../etc/passwd", "/etc/passwd", "a\0b", "0193A6E4-7B1C-7D2E-8F00-1234567890AB", "0193a6e47b1c7d2e8f001234567890ab"] {
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "a\0b",
+            "0193A6E4-7B1C-7D2E-8F00-1234567890AB",
+            "0193a6e47b1c7d2e8f001234567890ab",
+        ] {
             assert!(parse_file_id(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -3,6 +3,7 @@
 //! ([`limits`]) and the leader-following controller client ([`control_client`]).
 
 pub mod checksum;
+pub mod config;
 pub mod control_client;
 pub mod ids;
 pub mod limits;
@@ -23,8 +24,5 @@ pub const LEADER_METADATA_KEY: &str = "tessera-leader";
 /// Milliseconds since the unix epoch, the time unit of every gRPC message.
 pub fn now_ms() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -32,7 +32,8 @@ fn file_id(s: &str) -> Result<Uuid, Status> {
 
 /// An unknown or malformed id in a read is "not found", like in the HTTP API.
 fn file_id_for_lookup(s: &str) -> Result<Uuid, Status> {
-    parse_file_id(s).map_err(|_| ControllerError::from(MetaError::FileNotFound(s.chars().take(80).collect())).into_status())
+    parse_file_id(s)
+        .map_err(|_| ControllerError::from(MetaError::FileNotFound(s.chars().take(80).collect())).into_status())
 }
 
 fn chunk_refs(refs: Vec<pb::ChunkRef>) -> Result<Vec<(Uuid, u32)>, Status> {
@@ -59,17 +60,16 @@ impl MasterService for MasterApi {
                 inventory,
             })
             .await?;
-        Ok(Response::new(pb::RegisterNodeResponse { heartbeat_interval_ms: self.controller.config.heartbeat_interval_ms }))
+        Ok(Response::new(pb::RegisterNodeResponse {
+            heartbeat_interval_ms: self.controller.config.heartbeat_interval_ms,
+        }))
     }
 
     async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> RpcResult<pb::HeartbeatResponse> {
         let req = request.into_inner();
         validate_node_id(&req.node_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let deleted = chunk_refs(req.deleted)?;
-        let reply = self
-            .controller
-            .heartbeat(&req.node_id, req.capacity_bytes, req.free_bytes, deleted)
-            .await?;
+        let reply = self.controller.heartbeat(&req.node_id, req.capacity_bytes, req.free_bytes, deleted).await?;
         let commands = reply
             .delete
             .into_iter()
@@ -83,7 +83,10 @@ impl MasterService for MasterApi {
         Ok(Response::new(pb::HeartbeatResponse { commands, reregister: reply.reregister }))
     }
 
-    async fn get_upload_plan(&self, request: Request<pb::GetUploadPlanRequest>) -> RpcResult<pb::GetUploadPlanResponse> {
+    async fn get_upload_plan(
+        &self,
+        request: Request<pb::GetUploadPlanRequest>,
+    ) -> RpcResult<pb::GetUploadPlanResponse> {
         let req = request.into_inner();
         let existing = if req.file_id.is_empty() { None } else { Some(file_id(&req.file_id)?) };
         let plan = self
@@ -187,7 +190,10 @@ impl MasterService for MasterApi {
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
-    async fn get_cluster_summary(&self, _request: Request<pb::GetClusterSummaryRequest>) -> RpcResult<pb::ClusterSummary> {
+    async fn get_cluster_summary(
+        &self,
+        _request: Request<pb::GetClusterSummaryRequest>,
+    ) -> RpcResult<pb::ClusterSummary> {
         Ok(Response::new(self.controller.summary().await?))
     }
 }

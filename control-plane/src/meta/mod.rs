@@ -127,10 +127,7 @@ impl MetaState {
                 Ok(())
             }
             Event::NodeHealthChanged { node_id, health, at_ms } => {
-                let node = self
-                    .nodes
-                    .get_mut(node_id)
-                    .ok_or_else(|| MetaError::NodeNotFound(node_id.clone()))?;
+                let node = self.nodes.get_mut(node_id).ok_or_else(|| MetaError::NodeNotFound(node_id.clone()))?;
                 node.health = *health;
                 node.health_changed_at_ms = *at_ms;
                 Ok(())
@@ -193,10 +190,7 @@ impl MetaState {
                 Ok(())
             }
             Event::FileCommitted { file_id, size, total_chunks, checksum, .. } => {
-                let file = self
-                    .files
-                    .get(file_id)
-                    .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+                let file = self.files.get(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
                 if file.state == FileState::Committed {
                     // A retried commit of the same content is a success.
                     if file.size == *size && file.checksum == *checksum {
@@ -205,11 +199,8 @@ impl MetaState {
                     return Err(MetaError::NotUploading { file: file_id.to_string(), state: "committed".into() });
                 }
                 check_complete(file, *size, *total_chunks)?;
-                let extra: Vec<(u32, ChunkRecord)> = file
-                    .chunks
-                    .range(*total_chunks..)
-                    .map(|(i, c)| (*i, c.clone()))
-                    .collect();
+                let extra: Vec<(u32, ChunkRecord)> =
+                    file.chunks.range(*total_chunks..).map(|(i, c)| (*i, c.clone())).collect();
                 for (index, chunk) in extra {
                     for node in chunk.replicas {
                         self.garbage.entry(node).or_default().insert((*file_id, index));
@@ -225,10 +216,7 @@ impl MetaState {
                 Ok(())
             }
             Event::FileDeleted { file_id } => {
-                let file = self
-                    .files
-                    .remove(file_id)
-                    .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+                let file = self.files.remove(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
                 for (index, chunk) in file.chunks {
                     for node in chunk.replicas {
                         self.garbage.entry(node).or_default().insert((*file_id, index));
@@ -237,10 +225,7 @@ impl MetaState {
                 Ok(())
             }
             Event::ReplicaDropped { file_id, index, node_id, .. } => {
-                let file = self
-                    .files
-                    .get_mut(file_id)
-                    .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+                let file = self.files.get_mut(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
                 if let Some(chunk) = file.chunks.get_mut(index) {
                     chunk.replicas.retain(|n| n != node_id);
                 }
@@ -281,10 +266,7 @@ impl MetaState {
     }
 
     fn uploading_file_mut(&mut self, file_id: &Uuid) -> Result<&mut FileRecord, MetaError> {
-        let file = self
-            .files
-            .get_mut(file_id)
-            .ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+        let file = self.files.get_mut(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
         if file.state != FileState::Uploading {
             return Err(MetaError::NotUploading { file: file_id.to_string(), state: file.state.as_str().into() });
         }
@@ -306,10 +288,7 @@ fn check_complete(file: &FileRecord, size: u64, total_chunks: u32) -> Result<(),
     }
     let mut sum = 0u64;
     for index in 0..total_chunks {
-        let chunk = file
-            .chunks
-            .get(&index)
-            .ok_or_else(|| incomplete(format!("chunk {index} was never stored")))?;
+        let chunk = file.chunks.get(&index).ok_or_else(|| incomplete(format!("chunk {index} was never stored")))?;
         if chunk.replicas.is_empty() {
             return Err(incomplete(format!("chunk {index} has no replica")));
         }
@@ -408,8 +387,7 @@ mod tests {
         let mut s = MetaState::default();
         let f = created(&mut s, 4);
         stored(&mut s, f, 0, 3);
-        s.apply(&Event::ReplicaDropped { file_id: f, index: 0, node_id: "b".into(), reason: "crc".into() })
-            .unwrap();
+        s.apply(&Event::ReplicaDropped { file_id: f, index: 0, node_id: "b".into(), reason: "crc".into() }).unwrap();
         assert_eq!(s.files[&f].chunks[&0].replicas, vec!["a".to_string(), "c".to_string()]);
         assert!(s.garbage["b"].contains(&(f, 0)));
     }
@@ -419,8 +397,7 @@ mod tests {
         let mut s = MetaState::default();
         let f = created(&mut s, 4);
         stored(&mut s, f, 0, 3);
-        s.apply(&Event::ChunkStored { file_id: f, index: 0, size: 3, crc32c: 9, replicas: vec!["d".into()] })
-            .unwrap();
+        s.apply(&Event::ChunkStored { file_id: f, index: 0, size: 3, crc32c: 9, replicas: vec!["d".into()] }).unwrap();
         assert_eq!(s.files[&f].chunks[&0].replicas, vec!["d".to_string()]);
         assert_eq!(s.garbage.len(), 3);
     }

@@ -125,12 +125,8 @@ mod tests {
 
     fn committed(state: &mut MetaState, name: &str, at_ms: i64) -> Uuid {
         let file_id = Uuid::now_v7();
-        state
-            .apply(&Event::FileCreated { file_id, name: name.into(), chunk_size: 4, replication: 3, at_ms })
-            .unwrap();
-        state
-            .apply(&Event::FileCommitted { file_id, size: 0, total_chunks: 0, checksum: "e".into(), at_ms })
-            .unwrap();
+        state.apply(&Event::FileCreated { file_id, name: name.into(), chunk_size: 4, replication: 3, at_ms }).unwrap();
+        state.apply(&Event::FileCommitted { file_id, size: 0, total_chunks: 0, checksum: "e".into(), at_ms }).unwrap();
         file_id
     }
 
@@ -140,8 +136,14 @@ mod tests {
         let a = committed(&mut s, "alpha.txt", 1);
         let b = committed(&mut s, "beta.txt", 2);
         let c = committed(&mut s, "Alphabet.pdf", 3);
-        s.apply(&Event::FileCreated { file_id: Uuid::now_v7(), name: "hidden".into(), chunk_size: 4, replication: 3, at_ms: 4 })
-            .unwrap();
+        s.apply(&Event::FileCreated {
+            file_id: Uuid::now_v7(),
+            name: "hidden".into(),
+            chunk_size: 4,
+            replication: 3,
+            at_ms: 4,
+        })
+        .unwrap();
 
         let page = s.list_files("", 2, None).unwrap();
         assert_eq!(page.files.iter().map(|f| f.id).collect::<Vec<_>>(), vec![c, b]);

@@ -1,0 +1,41 @@
+# Tessera — the two commands that matter: `make run` and `make test`.
+# One cargo profile (release) serves run, test and bench, so RocksDB is
+# compiled once; `--all-targets` keeps the feature set identical for every
+# invocation, so nothing is rebuilt between them.
+
+CARGO ?= cargo
+CARGO_FLAGS := --release --workspace --all-targets
+
+.PHONY: run test build setup rust frontend test-rust test-frontend lint fmt clean-data
+
+run: build
+	./scripts/cluster.sh
+
+test: build test-rust test-frontend
+
+build: setup rust frontend
+
+setup:
+	./scripts/setup.sh
+
+rust:
+	$(CARGO) build $(CARGO_FLAGS)
+
+frontend:
+	@if [ -f frontend/package.json ]; then cd frontend && npm run build; fi
+
+test-rust:
+	$(CARGO) test $(CARGO_FLAGS) -- --test-threads=2
+
+test-frontend:
+	@if [ -f frontend/package.json ]; then cd frontend && npm test && npm run e2e; fi
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(CARGO_FLAGS) -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-data:
+	rm -rf data

@@ -1,0 +1,339 @@
+//! Test harness: starts a real local cluster (controllers, data nodes,
+//! gateway) as separate processes on free loopback ports, from the release
+//! binaries next to the test executable, and tears it down on drop.
+//! Readiness is always polled with a deadline, never slept for.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub const MIB: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct ClusterOptions {
+    pub controllers: usize,
+    pub datanodes: usize,
+    pub replication: u32,
+    pub chunk_size: u64,
+    pub heartbeat_ms: u64,
+    pub dead_after_ms: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            controllers: 3,
+            datanodes: 4,
+            replication: 3,
+            chunk_size: 4 * MIB as u64,
+            heartbeat_ms: 300,
+            dead_after_ms: 3000,
+        }
+    }
+}
+
+pub struct Proc {
+    pub name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
+        self.child = Some(child);
+    }
+
+    fn signal(&mut self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        }
+    }
+
+    /// kill -9, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit (SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub opts: ClusterOptions,
+    pub controllers: Vec<Proc>,
+    pub datanodes: Vec<Proc>,
+    pub gateway: Proc,
+    pub http: String,
+    pub client: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn bin_dir() -> PathBuf {
+    // target/release/deps/<test> -> target/release
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+impl Cluster {
+    pub async fn start(name: &str, opts: ClusterOptions) -> Cluster {
+        let bin = bin_dir();
+        let dir = bin.join("test-clusters").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs")).expect("mkdir");
+
+        let ctl_ports: Vec<u16> = (0..opts.controllers).map(|_| free_port()).collect();
+        let peers: Vec<String> =
+            ctl_ports.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
+        let ctl_addrs: Vec<String> = ctl_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+
+        let mut controllers = Vec::new();
+        for (i, port) in ctl_ports.iter().enumerate() {
+            let id = i + 1;
+            controllers.push(Proc {
+                name: format!("controller-{id}"),
+                program: bin.join("tessera-controller"),
+                args: vec![
+                    format!("--id={id}"),
+                    format!("--listen=127.0.0.1:{port}"),
+                    format!("--peers={}", peers.join(",")),
+                    format!("--data-dir={}", dir.join(format!("controller-{id}")).display()),
+                    format!("--replication={}", opts.replication),
+                    format!("--chunk-size={}", opts.chunk_size),
+                    format!("--heartbeat-interval-ms={}", opts.heartbeat_ms),
+                    format!("--dead-after-ms={}", opts.dead_after_ms),
+                ],
+                log: dir.join("logs").join(format!("controller-{id}.log")),
+                child: None,
+            });
+        }
+        let mut datanodes = Vec::new();
+        for i in 1..=opts.datanodes {
+            let port = free_port();
+            datanodes.push(Proc {
+                name: format!("dn{i}"),
+                program: bin.join("tessera-datanode"),
+                args: vec![
+                    format!("--node-id=dn{i}"),
+                    format!("--data-root={}", dir.display()),
+                    format!("--listen=127.0.0.1:{port}"),
+                    format!("--controllers={}", ctl_addrs.join(",")),
+                    format!("--heartbeat-interval-ms={}", opts.heartbeat_ms),
+                    // Ample and equal capacity, so placement does not depend on the test machine's disk.
+                    format!("--capacity-bytes={}", 64u64 << 30),
+                ],
+                log: dir.join("logs").join(format!("dn{i}.log")),
+                child: None,
+            });
+        }
+        let http_port = free_port();
+        let gateway = Proc {
+            name: "gateway".into(),
+            program: bin.join("tessera-gateway"),
+            args: vec![
+                format!("--listen=127.0.0.1:{http_port}"),
+                format!("--controllers={}", ctl_addrs.join(",")),
+                format!("--static-dir={}", dir.join("no-dashboards").display()),
+            ],
+            log: dir.join("logs").join("gateway.log"),
+            child: None,
+        };
+        let mut cluster = Cluster {
+            dir,
+            opts,
+            controllers,
+            datanodes,
+            gateway,
+            http: format!("http://127.0.0.1:{http_port}"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client"),
+        };
+        for p in cluster.controllers.iter_mut().chain(cluster.datanodes.iter_mut()) {
+            p.start();
+        }
+        cluster.gateway.start();
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http)
+    }
+
+    /// Waits until the gateway reports ready and every running data node is healthy.
+    pub async fn wait_ready(&self) {
+        let want = self.datanodes.iter().filter(|d| d.child.is_some()).count();
+        eventually(Duration::from_secs(60), "cluster ready", || async {
+            let ready = self.client.get(self.url("/readyz")).send().await.ok()?;
+            if !ready.status().is_success() {
+                return None;
+            }
+            let healthy = self.healthy_nodes().await?;
+            (healthy.len() >= want).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn healthy_nodes(&self) -> Option<Vec<String>> {
+        let nodes: serde_json::Value =
+            self.client.get(self.url("/admin/nodes")).send().await.ok()?.json().await.ok()?;
+        Some(
+            nodes["nodes"]
+                .as_array()?
+                .iter()
+                .filter(|n| n["health"] == "healthy")
+                .filter_map(|n| n["node_id"].as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
+    pub fn datanode(&mut self, node_id: &str) -> &mut Proc {
+        self.datanodes.iter_mut().find(|d| d.name == node_id).expect("no such data node")
+    }
+
+    pub fn chunk_path(&self, node_id: &str, file_id: &str, index: u64) -> PathBuf {
+        self.dir.join(node_id).join(file_id).join(format!("{index}.chk"))
+    }
+
+    /// Raw-body upload; returns the status and the JSON body.
+    pub async fn upload_raw(&self, name: &str, data: Vec<u8>) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url("/api/files"))
+            .query(&[("name", name)])
+            .body(data)
+            .send()
+            .await
+            .expect("upload request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn upload_multipart(&self, files: Vec<(&str, Vec<u8>)>) -> (u16, serde_json::Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, data) in files {
+            form = form.part("file", reqwest::multipart::Part::bytes(data).file_name(name.to_string()));
+        }
+        let response =
+            self.client.post(self.url("/api/files")).multipart(form).send().await.expect("multipart request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn download(&self, id: &str) -> (u16, Vec<u8>) {
+        let response = self.client.get(self.url(&format!("/api/files/{id}/content"))).send().await.expect("download");
+        let status = response.status().as_u16();
+        (status, response.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("get");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn list_names(&self) -> Vec<String> {
+        let (status, body) = self.get_json("/api/files?limit=1000").await;
+        assert_eq!(status, 200, "list: {body}");
+        body["files"].as_array().expect("files").iter().map(|f| f["name"].as_str().unwrap_or("").to_string()).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in self.controllers.iter_mut().chain(self.datanodes.iter_mut()) {
+            p.kill();
+        }
+        self.gateway.kill();
+        if std::thread::panicking() {
+            eprintln!("cluster logs kept in {}", self.dir.display());
+            for entry in std::fs::read_dir(self.dir.join("logs")).into_iter().flatten().flatten() {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                eprintln!("--- {} (last lines)", entry.path().display());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, panicking after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    hex_string(&Sha256::digest(data))
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut data = vec![0u8; len];
+    rng.fill_bytes(&mut data);
+    data
+}

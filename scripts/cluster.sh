@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Starts a complete local Tessera cluster in the foreground: 3 controllers,
+# 4 data nodes and the gateway (which serves both dashboards), from the
+# release binaries in target/release. Ctrl-C (or SIGTERM) stops everything.
+#
+# Environment (all optional):
+#   TESSERA_HTTP_PORT    gateway port                        (8080)
+#   TESSERA_PORT_BASE    controllers on BASE+1..3, data nodes on BASE+101..104 (7000)
+#   TESSERA_DATA_DIR     data directory; chunks at DATA/<node_id>/<file_id>/<i>.chk (./data)
+#   TESSERA_STATIC_DIR   built dashboards                    (frontend/dist)
+#   TESSERA_DATANODES    number of data nodes                (4)
+#   TESSERA_HEARTBEAT_INTERVAL_MS, TESSERA_DEAD_AFTER_MS, TESSERA_REPLICATION,
+#   TESSERA_CHUNK_SIZE   passed through to the services
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bin="$root/target/release"
+http_port=${TESSERA_HTTP_PORT:-8080}
+base=${TESSERA_PORT_BASE:-7000}
+data=${TESSERA_DATA_DIR:-$root/data}
+static=${TESSERA_STATIC_DIR:-$root/frontend/dist}
+datanodes=${TESSERA_DATANODES:-4}
+mkdir -p "$data/logs"
+data=$(cd "$data" && pwd)
+
+for b in tessera-controller tessera-datanode tessera-gateway; do
+  [ -x "$bin/$b" ] || { echo "missing $bin/$b: run 'make build' first" >&2; exit 1; }
+done
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo "stopping the cluster..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # Give every process a moment to flush, then make sure.
+  for _ in $(seq 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+peers=""
+controllers=""
+for i in 1 2 3; do
+  peers+="${peers:+,}$i=127.0.0.1:$((base + i))"
+  controllers+="${controllers:+,}127.0.0.1:$((base + i))"
+done
+
+for i in 1 2 3; do
+  "$bin/tessera-controller" --id "$i" --listen "127.0.0.1:$((base + i))" --peers "$peers" \
+    --data-dir "$data/controller-$i" >>"$data/logs/controller-$i.log" 2>&1 &
+  pids+=($!)
+done
+for i in $(seq "$datanodes"); do
+  "$bin/tessera-datanode" --node-id "dn$i" --data-root "$data" --listen "127.0.0.1:$((base + 100 + i))" \
+    --controllers "$controllers" >>"$data/logs/dn$i.log" 2>&1 &
+  pids+=($!)
+done
+"$bin/tessera-gateway" --listen "127.0.0.1:$http_port" --controllers "$controllers" \
+  --static-dir "$static" >>"$data/logs/gateway.log" 2>&1 &
+pids+=($!)
+
+url="http://127.0.0.1:$http_port"
+echo "waiting for the cluster to become ready..."
+ready=0
+for _ in $(seq 600); do
+  if curl -fsS "$url/readyz" >/dev/null 2>&1; then ready=1; break; fi
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { echo "a process exited early; see $data/logs/" >&2; exit 1; }
+  done
+  sleep 0.1
+done
+[ $ready = 1 ] || { echo "cluster not ready after 60 s; see $data/logs/" >&2; exit 1; }
+
+cat <<MSG
+
+Tessera is running.
+  User dashboard:   $url/
+  Admin dashboard:  $url/admin
+  HTTP API:         $url/api/files   (e.g. curl --data-binary @file.bin "$url/api/files?name=file.bin")
+  Controllers:      $controllers
+  Data and logs:    $data   (logs in $data/logs)
+Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}" || true
+echo "a cluster process exited; see $data/logs/" >&2
