@@ -6,7 +6,8 @@ use tessera_proto::pb;
 
 use crate::controller::Controller;
 use crate::error::ControllerError;
-use crate::meta::NodeHealth;
+use crate::meta::tasks::TaskState;
+use crate::meta::{MetaState, NodeHealth};
 
 impl Controller {
     pub async fn list_nodes(&self) -> Result<Vec<pb::NodeInfo>, ControllerError> {
@@ -69,7 +70,45 @@ impl Controller {
             }
         }
         summary.used_bytes = summary.capacity_bytes.saturating_sub(summary.free_bytes);
+        let counts = task_counts(&state.meta);
+        summary.rebalances_pending = stats.under_replicated.saturating_sub(counts.running);
+        summary.rebalances_running = counts.running;
+        summary.rebalances_completed = counts.completed;
+        summary.rebalances_failed = counts.failed;
         Ok(summary)
+    }
+
+    pub async fn list_tasks(&self, limit: usize) -> Result<pb::ListTasksResponse, ControllerError> {
+        self.read_current().await?;
+        let state = self.state.read();
+        let counts = task_counts(&state.meta);
+        let stats = state.meta.replication_stats();
+        let tasks = state
+            .meta
+            .tasks
+            .values()
+            .rev()
+            .take(limit)
+            .map(|t| pb::TaskInfo {
+                id: t.id.clone(),
+                kind: t.kind.as_str().into(),
+                file_id: t.file_id.to_string(),
+                index: t.index,
+                from: t.from.clone(),
+                to: t.to.clone(),
+                state: t.state.as_str().into(),
+                created_at_ms: t.created_at_ms,
+                finished_at_ms: t.finished_at_ms,
+                error: t.error.clone(),
+            })
+            .collect();
+        Ok(pb::ListTasksResponse {
+            tasks,
+            pending: stats.under_replicated.saturating_sub(counts.running),
+            running: counts.running,
+            completed: counts.completed,
+            failed: counts.failed,
+        })
     }
 
     /// Every controller in the membership with its role, term and last log
@@ -103,6 +142,17 @@ impl Controller {
             })
             .collect()
     }
+}
+
+struct Counts {
+    running: u64,
+    completed: u64,
+    failed: u64,
+}
+
+fn task_counts(meta: &MetaState) -> Counts {
+    let running = meta.tasks.values().filter(|t| t.state == TaskState::Running).count() as u64;
+    Counts { running, completed: meta.task_counts.completed, failed: meta.task_counts.failed }
 }
 
 fn role_name(state: ServerState) -> &'static str {

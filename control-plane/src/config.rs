@@ -66,6 +66,10 @@ pub struct Config {
     #[arg(long, env = "TESSERA_ELECTION_TIMEOUT_MAX_MS", default_value_t = 800)]
     pub election_timeout_max_ms: u64,
 
+    /// Most replica copies (repair, rebalance, drain) in flight per target node.
+    #[arg(long, env = "TESSERA_REPAIR_COPIES_PER_NODE", default_value_t = 4)]
+    pub repair_copies_per_node: usize,
+
     /// Take a snapshot after this many log entries since the last one.
     #[arg(long, env = "TESSERA_SNAPSHOT_EVERY", default_value_t = 5000)]
     pub snapshot_every: u64,

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::meta::tasks::TaskKind;
 use crate::meta::NodeHealth;
 
 /// One Raft log payload.
@@ -51,4 +52,19 @@ pub enum Event {
     GarbageFound { node_id: String, chunks: Vec<(Uuid, u32)> },
     /// A data node removed these garbage replicas from its disk.
     GarbagePurged { node_id: String, chunks: Vec<(Uuid, u32)> },
+    /// The leader started copying a replica (repair, rebalance or drain).
+    TaskStarted {
+        task_id: String,
+        kind: TaskKind,
+        file_id: Uuid,
+        index: u32,
+        from: String,
+        to: String,
+        at_ms: i64,
+    },
+    /// The copy is verified on `node_id`; the replica on `replaces` (if any)
+    /// is no longer wanted and becomes garbage.
+    ReplicaAdded { file_id: Uuid, index: u32, node_id: String, replaces: Option<String> },
+    /// A task ended; `error` is empty on success.
+    TaskFinished { task_id: String, ok: bool, error: String, at_ms: i64 },
 }

@@ -17,6 +17,7 @@ mod meta;
 mod nodes;
 mod placement;
 mod raft;
+mod repair;
 mod uploads;
 
 use std::sync::Arc;
@@ -99,11 +100,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     controller.bootstrap(peers).await.context("forming the cluster")?;
     let sweep = tokio::spawn(health::run_health_sweep(controller.clone(), shutdown.clone()));
+    let repair = tokio::spawn(repair::run_repair_worker(controller.clone(), shutdown.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = sweep.await;
+    let _ = repair.await;
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "grpc server ended with an error"),
         Err(e) => tracing::warn!(error = %e, "grpc server task failed"),

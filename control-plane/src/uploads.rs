@@ -36,7 +36,7 @@ pub struct Plan {
 }
 
 impl Controller {
-    fn healthy_loads(&self) -> Vec<NodeLoad> {
+    pub fn healthy_loads(&self) -> Vec<NodeLoad> {
         let state = self.state.read();
         state
             .meta

@@ -196,4 +196,12 @@ impl MasterService for MasterApi {
     ) -> RpcResult<pb::ClusterSummary> {
         Ok(Response::new(self.controller.summary().await?))
     }
+
+    async fn list_tasks(&self, request: Request<pb::ListTasksRequest>) -> RpcResult<pb::ListTasksResponse> {
+        let limit = match request.into_inner().limit {
+            0 => 100,
+            n => n.min(1000),
+        } as usize;
+        Ok(Response::new(self.controller.list_tasks(limit).await?))
+    }
 }

@@ -4,6 +4,7 @@
 //! unit-tested without Raft or sockets; [`query`] holds the read side.
 
 pub mod query;
+pub mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::MetaError;
 use crate::events::Event;
+use tasks::{TaskCounts, TaskRecord, TaskState, KEEP_FINISHED};
 
 pub type ChunkKey = (Uuid, u32);
 
@@ -104,6 +106,9 @@ pub struct MetaState {
     /// The leader asks each node to delete them; the node confirms with
     /// [`Event::GarbagePurged`].
     pub garbage: BTreeMap<String, BTreeSet<ChunkKey>>,
+    /// Copy tasks by id (ids sort by creation time).
+    pub tasks: BTreeMap<String, TaskRecord>,
+    pub task_counts: TaskCounts,
 }
 
 impl MetaState {
@@ -240,6 +245,59 @@ impl MetaState {
                 }
                 Ok(())
             }
+            Event::TaskStarted { task_id, kind, file_id, index, from, to, at_ms } => {
+                self.tasks.insert(
+                    task_id.clone(),
+                    TaskRecord {
+                        id: task_id.clone(),
+                        kind: *kind,
+                        file_id: *file_id,
+                        index: *index,
+                        from: from.clone(),
+                        to: to.clone(),
+                        state: TaskState::Running,
+                        created_at_ms: *at_ms,
+                        finished_at_ms: 0,
+                        error: String::new(),
+                    },
+                );
+                Ok(())
+            }
+            Event::TaskFinished { task_id, ok, error, at_ms } => {
+                if let Some(task) = self.tasks.get_mut(task_id) {
+                    if task.state == TaskState::Running {
+                        task.state = if *ok { TaskState::Completed } else { TaskState::Failed };
+                        task.finished_at_ms = *at_ms;
+                        task.error = error.clone();
+                        if *ok {
+                            self.task_counts.completed += 1;
+                        } else {
+                            self.task_counts.failed += 1;
+                        }
+                    }
+                }
+                self.prune_finished_tasks();
+                Ok(())
+            }
+            Event::ReplicaAdded { file_id, index, node_id, replaces } => {
+                let chunk = self.files.get_mut(file_id).and_then(|f| f.chunks.get_mut(index));
+                match chunk {
+                    Some(chunk) => {
+                        if !chunk.replicas.contains(node_id) {
+                            chunk.replicas.push(node_id.clone());
+                        }
+                        if let Some(old) = replaces.as_ref().filter(|old| *old != node_id) {
+                            chunk.replicas.retain(|n| n != old);
+                            self.garbage.entry(old.clone()).or_default().insert((*file_id, *index));
+                        }
+                    }
+                    // Deleted while the copy ran: the copy itself is garbage.
+                    None => {
+                        self.garbage.entry(node_id.clone()).or_default().insert((*file_id, *index));
+                    }
+                }
+                Ok(())
+            }
             Event::GarbagePurged { node_id, chunks } => {
                 if let Some(set) = self.garbage.get_mut(node_id) {
                     for key in chunks {
@@ -262,6 +320,16 @@ impl MetaState {
             None => false,
             Some(file) if file.state == FileState::Uploading => true,
             Some(file) => file.chunks.get(&key.1).is_some_and(|c| c.replicas.iter().any(|r| r == node)),
+        }
+    }
+
+    fn prune_finished_tasks(&mut self) {
+        let finished: Vec<String> =
+            self.tasks.values().filter(|t| t.state != TaskState::Running).map(|t| t.id.clone()).collect();
+        if finished.len() > KEEP_FINISHED {
+            for id in &finished[..finished.len() - KEEP_FINISHED] {
+                self.tasks.remove(id);
+            }
         }
     }
 

@@ -1,0 +1,309 @@
+//! Re-replication: the leader restores every chunk to its replication
+//! factor after nodes die or replicas are dropped.
+//!
+//! [`plan_repairs`] is pure: chunks with the fewest live replicas first, a
+//! healthy live replica as source, the least-utilised healthy node that does
+//! not hold the chunk as target, at most `per_node_limit` copies in flight
+//! per target. [`run_repair_worker`] carries the plan out: each copy is a
+//! logged task; the target pulls the chunk from the source
+//! (`StorageService.ReplicateChunk`), verifies its CRC32C, and only then is
+//! the new replica committed to the log.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_proto::control_client::lazy_channel;
+use tessera_proto::pb;
+use tessera_proto::pb::storage_service_client::StorageServiceClient;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::controller::Controller;
+use crate::events::Event;
+use crate::meta::tasks::TaskKind;
+use crate::meta::{ChunkKey, FileState, MetaState, NodeHealth};
+use crate::placement::NodeLoad;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairJob {
+    pub file_id: Uuid,
+    pub index: u32,
+    pub size: u64,
+    pub crc32c: u32,
+    pub source: String,
+    pub source_addr: String,
+    pub target: String,
+    pub target_addr: String,
+    /// A replica on a node that cannot serve it, replaced by this copy.
+    pub replaces: Option<String>,
+    pub live_replicas: usize,
+}
+
+/// Chunks below their replication factor, fewest live replicas first.
+pub fn plan_repairs(
+    meta: &MetaState,
+    healthy: &[NodeLoad],
+    busy_chunks: &HashSet<ChunkKey>,
+    busy_targets: &HashMap<String, usize>,
+    per_node_limit: usize,
+    max_jobs: usize,
+) -> Vec<RepairJob> {
+    let live = |node: &str| meta.nodes.get(node).is_some_and(|n| n.health.holds_live_replicas());
+    let serving = |node: &str| meta.nodes.get(node).is_some_and(|n| n.health == NodeHealth::Healthy);
+    let mut wanting: Vec<(usize, ChunkKey)> = Vec::new();
+    for file in meta.files.values().filter(|f| f.state == FileState::Committed) {
+        for (index, chunk) in &file.chunks {
+            let live_count = chunk.replicas.iter().filter(|n| live(n)).count();
+            let key = (file.id, *index);
+            if live_count > 0 && live_count < file.replication as usize && !busy_chunks.contains(&key) {
+                wanting.push((live_count, key));
+            }
+        }
+    }
+    wanting.sort();
+
+    let mut loads: Vec<NodeLoad> = healthy.to_vec();
+    let mut in_flight = busy_targets.clone();
+    let mut jobs = Vec::new();
+    for (live_count, (file_id, index)) in wanting {
+        if jobs.len() >= max_jobs {
+            break;
+        }
+        let Some(chunk) = meta.files.get(&file_id).and_then(|f| f.chunks.get(&index)) else { continue };
+        let Some(source) = chunk.replicas.iter().find(|n| serving(n)).or_else(|| chunk.replicas.iter().find(|n| live(n)))
+        else {
+            continue;
+        };
+        let target = loads
+            .iter_mut()
+            .filter(|l| !chunk.replicas.contains(&l.node_id))
+            .filter(|l| in_flight.get(&l.node_id).copied().unwrap_or(0) < per_node_limit)
+            .filter(|l| l.capacity_bytes.saturating_sub(l.used_bytes) >= chunk.size)
+            .min_by(|a, b| {
+                let ua = a.used_bytes as f64 / a.capacity_bytes.max(1) as f64;
+                let ub = b.used_bytes as f64 / b.capacity_bytes.max(1) as f64;
+                ua.total_cmp(&ub).then_with(|| a.node_id.cmp(&b.node_id))
+            });
+        let Some(target) = target else { continue };
+        target.used_bytes = target.used_bytes.saturating_add(chunk.size);
+        *in_flight.entry(target.node_id.clone()).or_default() += 1;
+        let Some(source_node) = meta.nodes.get(source) else { continue };
+        jobs.push(RepairJob {
+            file_id,
+            index,
+            size: chunk.size,
+            crc32c: chunk.crc32c,
+            source: source.clone(),
+            source_addr: source_node.addr(),
+            target: target.node_id.clone(),
+            target_addr: target.addr.clone(),
+            replaces: chunk.replicas.iter().find(|n| !live(n)).cloned(),
+            live_replicas: live_count,
+        });
+    }
+    jobs
+}
+
+/// Copies in flight, so a chunk is never scheduled twice and each target
+/// gets at most `per_node_limit` at once.
+#[derive(Default)]
+struct InFlight {
+    chunks: HashSet<ChunkKey>,
+    targets: HashMap<String, usize>,
+}
+
+pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: CancellationToken) {
+    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let per_node_limit = controller.config.repair_copies_per_node.max(1);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if !controller.is_leader() {
+            continue;
+        }
+        let jobs = {
+            let busy = in_flight.lock().await;
+            let healthy = controller.healthy_loads();
+            let state = controller.state.read();
+            plan_repairs(&state.meta, &healthy, &busy.chunks, &busy.targets, per_node_limit, 256)
+        };
+        for job in jobs {
+            {
+                let mut busy = in_flight.lock().await;
+                busy.chunks.insert((job.file_id, job.index));
+                *busy.targets.entry(job.target.clone()).or_default() += 1;
+            }
+            let controller = controller.clone();
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move {
+                let key = (job.file_id, job.index);
+                let target = job.target.clone();
+                copy_replica(&controller, job, TaskKind::ReReplicate).await;
+                let mut busy = in_flight.lock().await;
+                busy.chunks.remove(&key);
+                if let Some(n) = busy.targets.get_mut(&target) {
+                    *n = n.saturating_sub(1);
+                }
+            });
+        }
+    }
+}
+
+/// One copy as a logged task: started, copied and verified by the target,
+/// replica committed, finished.
+pub async fn copy_replica(controller: &Controller, job: RepairJob, kind: TaskKind) {
+    let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
+    let started = Event::TaskStarted {
+        task_id: task_id.clone(),
+        kind,
+        file_id: job.file_id,
+        index: job.index,
+        from: job.source.clone(),
+        to: job.target.clone(),
+        at_ms: tessera_proto::now_ms(),
+    };
+    if let Err(e) = controller.propose(started).await {
+        tracing::debug!(error = %e, "could not start a copy task");
+        return;
+    }
+    let mut client = StorageServiceClient::new(lazy_channel(&job.target_addr, Duration::from_secs(60)));
+    let request = pb::ReplicateChunkRequest {
+        file_id: job.file_id.to_string(),
+        index: job.index,
+        source_addr: job.source_addr.clone(),
+        crc32c: job.crc32c,
+        size: job.size,
+    };
+    let outcome = match client.replicate_chunk(request).await {
+        Ok(reply) if reply.get_ref().crc32c == job.crc32c && reply.get_ref().size == job.size => {
+            controller
+                .propose(Event::ReplicaAdded {
+                    file_id: job.file_id,
+                    index: job.index,
+                    node_id: job.target.clone(),
+                    replaces: job.replaces.clone(),
+                })
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Ok(_) => Err("the copy's checksum does not match".to_string()),
+        Err(status) => Err(format!("{}: {}", status.code(), status.message())),
+    };
+    let (ok, error) = match outcome {
+        Ok(()) => {
+            tracing::info!(file = %job.file_id, chunk = job.index, from = %job.source, to = %job.target, kind = kind.as_str(), "replica copied");
+            (true, String::new())
+        }
+        Err(e) => {
+            tracing::warn!(file = %job.file_id, chunk = job.index, to = %job.target, error = %e, "replica copy failed");
+            (false, e)
+        }
+    };
+    let finished = Event::TaskFinished { task_id, ok, error, at_ms: tessera_proto::now_ms() };
+    if let Err(e) = controller.propose(finished).await {
+        tracing::debug!(error = %e, "could not record the end of a copy task");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{ChunkRecord, FileRecord, NodeRecord};
+    use std::collections::BTreeMap;
+
+    fn node(id: &str, health: NodeHealth) -> NodeRecord {
+        NodeRecord {
+            node_id: id.into(),
+            host: "127.0.0.1".into(),
+            grpc_port: 1,
+            capacity_bytes: 1000,
+            mac: String::new(),
+            health,
+            health_changed_at_ms: 0,
+        }
+    }
+
+    fn load(id: &str, used: u64) -> NodeLoad {
+        NodeLoad { node_id: id.into(), addr: format!("{id}:1"), capacity_bytes: 1000, used_bytes: used }
+    }
+
+    fn state_with(chunks: Vec<Vec<&str>>, health: &[(&str, NodeHealth)]) -> MetaState {
+        let mut meta = MetaState::default();
+        for (id, h) in health {
+            meta.nodes.insert(id.to_string(), node(id, *h));
+        }
+        let mut records = BTreeMap::new();
+        for (i, replicas) in chunks.into_iter().enumerate() {
+            records.insert(
+                i as u32,
+                ChunkRecord { size: 10, crc32c: 1, replicas: replicas.into_iter().map(String::from).collect() },
+            );
+        }
+        let id = Uuid::now_v7();
+        meta.files.insert(
+            id,
+            FileRecord {
+                id,
+                name: "f".into(),
+                size: 0,
+                chunk_size: 10,
+                total_chunks: records.len() as u32,
+                replication: 3,
+                state: FileState::Committed,
+                created_at_ms: 0,
+                checksum: String::new(),
+                chunks: records,
+            },
+        );
+        meta
+    }
+
+    #[test]
+    fn fewest_live_replicas_first_to_a_node_without_the_chunk() {
+        use NodeHealth::*;
+        let meta = state_with(
+            vec![vec!["a", "b", "d"], vec!["a", "d", "e"], vec!["a", "b", "c"]],
+            &[("a", Healthy), ("b", Healthy), ("c", Healthy), ("d", Dead), ("e", Dead)],
+        );
+        let healthy = vec![load("a", 0), load("b", 0), load("c", 0)];
+        let jobs = plan_repairs(&meta, &healthy, &HashSet::new(), &HashMap::new(), 4, 10);
+        // Chunk 1 (one live replica) goes first; chunk 2 is complete.
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].index, 1);
+        assert_eq!(jobs[0].live_replicas, 1);
+        assert_eq!(jobs[0].source, "a");
+        assert!(["b", "c"].contains(&jobs[0].target.as_str()));
+        assert_eq!(jobs[0].replaces.as_deref(), Some("d"));
+        assert_eq!(jobs[1].index, 0);
+        assert_eq!(jobs[1].target, "c");
+    }
+
+    #[test]
+    fn respects_per_node_limit_and_busy_chunks() {
+        use NodeHealth::*;
+        let meta = state_with(
+            vec![vec!["a", "b", "d"], vec!["a", "b", "d"], vec!["a", "b", "d"]],
+            &[("a", Healthy), ("b", Healthy), ("c", Healthy), ("d", Dead)],
+        );
+        let healthy = vec![load("a", 0), load("b", 0), load("c", 0)];
+        let jobs = plan_repairs(&meta, &healthy, &HashSet::new(), &HashMap::new(), 2, 10);
+        assert_eq!(jobs.len(), 2, "only two copies at once to c");
+        let file = *meta.files.keys().next().unwrap();
+        let busy: HashSet<ChunkKey> = [(file, 0), (file, 1), (file, 2)].into_iter().collect();
+        assert!(plan_repairs(&meta, &healthy, &busy, &HashMap::new(), 2, 10).is_empty());
+    }
+
+    #[test]
+    fn lost_chunks_and_full_nodes_are_skipped() {
+        use NodeHealth::*;
+        let meta = state_with(vec![vec!["d", "e"]], &[("a", Healthy), ("d", Dead), ("e", Dead)]);
+        assert!(plan_repairs(&meta, &[load("a", 0)], &HashSet::new(), &HashMap::new(), 2, 10).is_empty());
+        let meta = state_with(vec![vec!["a", "d"]], &[("a", Healthy), ("b", Healthy), ("d", Dead)]);
+        assert!(plan_repairs(&meta, &[load("a", 0), load("b", 995)], &HashSet::new(), &HashMap::new(), 2, 10)
+            .is_empty());
+    }
+}
