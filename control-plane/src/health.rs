@@ -49,6 +49,20 @@ impl Liveness {
         );
     }
 
+    /// Restarts a node's silence clock now (e.g. on recovery), keeping the
+    /// last figures it reported.
+    pub fn touch(&self, node_id: &str) {
+        let mut nodes = self.lock();
+        let entry = nodes.entry(node_id.to_string()).or_insert_with(|| LiveNode {
+            last_seen: Instant::now(),
+            last_seen_ms: tessera_proto::now_ms(),
+            capacity_bytes: 0,
+            free_bytes: 0,
+            reserved_bytes: 0,
+        });
+        entry.last_seen = Instant::now();
+    }
+
     pub fn get(&self, node_id: &str) -> Option<LiveNode> {
         self.lock().get(node_id).cloned()
     }

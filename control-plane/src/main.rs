@@ -6,6 +6,7 @@
 //! Shutdown (SIGINT/SIGTERM): stop workers, stop serving, shut Raft down,
 //! then drop RocksDB (flushed on drop).
 
+mod admin;
 mod api;
 mod cluster;
 mod config;

@@ -63,15 +63,14 @@ impl Controller {
         deleted: Vec<(Uuid, u32)>,
     ) -> Result<HeartbeatReply, ControllerError> {
         self.ensure_leader()?;
-        let known = self
-            .state
-            .read()
-            .meta
-            .nodes
-            .get(node_id)
-            .map(|n| !matches!(n.health, NodeHealth::Dead | NodeHealth::Removed));
-        if known != Some(true) {
-            return Ok(HeartbeatReply { delete: Vec::new(), reregister: true });
+        let health = self.state.read().meta.nodes.get(node_id).map(|n| n.health);
+        match health {
+            None | Some(NodeHealth::Dead) => return Ok(HeartbeatReply { delete: Vec::new(), reregister: true }),
+            // A removed node is done; a failed one is deaf until recovered.
+            Some(NodeHealth::Removed | NodeHealth::FailedSimulated) => {
+                return Ok(HeartbeatReply { delete: Vec::new(), reregister: false })
+            }
+            _ => {}
         }
         self.liveness.record(node_id, capacity_bytes, free_bytes);
         if !deleted.is_empty() {

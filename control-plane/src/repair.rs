@@ -39,6 +39,7 @@ pub struct RepairJob {
     /// A replica on a node that cannot serve it, replaced by this copy.
     pub replaces: Option<String>,
     pub live_replicas: usize,
+    pub kind: TaskKind,
 }
 
 /// Chunks below their replication factor, fewest live replicas first.
@@ -50,14 +51,18 @@ pub fn plan_repairs(
     per_node_limit: usize,
     max_jobs: usize,
 ) -> Vec<RepairJob> {
-    let live = |node: &str| meta.nodes.get(node).is_some_and(|n| n.health.holds_live_replicas());
-    let serving = |node: &str| meta.nodes.get(node).is_some_and(|n| n.health == NodeHealth::Healthy);
+    let health = |node: &str| meta.nodes.get(node).map(|n| n.health);
+    let live = |node: &str| health(node).is_some_and(|h| h.holds_live_replicas());
+    let serving = |node: &str| health(node) == Some(NodeHealth::Healthy);
+    // Replicas that will stay: not on a draining node.
+    let staying = |node: &str| matches!(health(node), Some(NodeHealth::Healthy | NodeHealth::Suspect));
     let mut wanting: Vec<(usize, ChunkKey)> = Vec::new();
     for file in meta.files.values().filter(|f| f.state == FileState::Committed) {
         for (index, chunk) in &file.chunks {
             let live_count = chunk.replicas.iter().filter(|n| live(n)).count();
+            let staying_count = chunk.replicas.iter().filter(|n| staying(n)).count();
             let key = (file.id, *index);
-            if live_count > 0 && live_count < file.replication as usize && !busy_chunks.contains(&key) {
+            if live_count > 0 && staying_count < file.replication as usize && !busy_chunks.contains(&key) {
                 wanting.push((live_count, key));
             }
         }
@@ -90,6 +95,10 @@ pub fn plan_repairs(
         target.used_bytes = target.used_bytes.saturating_add(chunk.size);
         *in_flight.entry(target.node_id.clone()).or_default() += 1;
         let Some(source_node) = meta.nodes.get(source) else { continue };
+        // Replace a replica that cannot serve first, else one being drained.
+        let lost = chunk.replicas.iter().find(|n| !live(n)).cloned();
+        let draining = chunk.replicas.iter().find(|n| health(n) == Some(NodeHealth::Decommissioning)).cloned();
+        let kind = if lost.is_none() && draining.is_some() { TaskKind::Drain } else { TaskKind::ReReplicate };
         jobs.push(RepairJob {
             file_id,
             index,
@@ -99,8 +108,9 @@ pub fn plan_repairs(
             source_addr: source_node.addr(),
             target: target.node_id.clone(),
             target_addr: target.addr.clone(),
-            replaces: chunk.replicas.iter().find(|n| !live(n)).cloned(),
+            replaces: lost.or(draining),
             live_replicas: live_count,
+            kind,
         });
     }
     jobs
@@ -142,7 +152,7 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
             tokio::spawn(async move {
                 let key = (job.file_id, job.index);
                 let target = job.target.clone();
-                copy_replica(&controller, job, TaskKind::ReReplicate).await;
+                copy_replica(&controller, job).await;
                 let mut busy = in_flight.lock().await;
                 busy.chunks.remove(&key);
                 if let Some(n) = busy.targets.get_mut(&target) {
@@ -155,7 +165,8 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
 
 /// One copy as a logged task: started, copied and verified by the target,
 /// replica committed, finished.
-pub async fn copy_replica(controller: &Controller, job: RepairJob, kind: TaskKind) {
+pub async fn copy_replica(controller: &Controller, job: RepairJob) {
+    let kind = job.kind;
     let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
     let started = Event::TaskStarted {
         task_id: task_id.clone(),
@@ -295,6 +306,22 @@ mod tests {
         let file = *meta.files.keys().next().unwrap();
         let busy: HashSet<ChunkKey> = [(file, 0), (file, 1), (file, 2)].into_iter().collect();
         assert!(plan_repairs(&meta, &healthy, &busy, &HashMap::new(), 2, 10).is_empty());
+    }
+
+    #[test]
+    fn draining_nodes_are_copied_away_first_from_healthy_sources() {
+        use NodeHealth::*;
+        let meta = state_with(
+            vec![vec!["a", "b", "c"], vec!["a", "b", "d"]],
+            &[("a", Healthy), ("b", Healthy), ("c", Decommissioning), ("d", Healthy)],
+        );
+        let healthy = vec![load("a", 0), load("b", 0), load("d", 0)];
+        let jobs = plan_repairs(&meta, &healthy, &HashSet::new(), &HashMap::new(), 4, 10);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].kind, TaskKind::Drain);
+        assert_eq!(jobs[0].target, "d");
+        assert_eq!(jobs[0].replaces.as_deref(), Some("c"));
+        assert_ne!(jobs[0].source, "c");
     }
 
     #[test]

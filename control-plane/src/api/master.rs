@@ -197,6 +197,27 @@ impl MasterService for MasterApi {
         Ok(Response::new(self.controller.summary().await?))
     }
 
+    async fn decommission_node(&self, request: Request<pb::NodeActionRequest>) -> RpcResult<pb::NodeActionResponse> {
+        let node_id = request.into_inner().node_id;
+        self.controller.decommission_node(&node_id).await?;
+        Ok(Response::new(pb::NodeActionResponse { node: Some(self.controller.node_info(&node_id).await?) }))
+    }
+
+    async fn simulate_node_failure(
+        &self,
+        request: Request<pb::NodeActionRequest>,
+    ) -> RpcResult<pb::NodeActionResponse> {
+        let node_id = request.into_inner().node_id;
+        self.controller.simulate_node_failure(&node_id).await?;
+        Ok(Response::new(pb::NodeActionResponse { node: Some(self.controller.node_info(&node_id).await?) }))
+    }
+
+    async fn recover_node(&self, request: Request<pb::NodeActionRequest>) -> RpcResult<pb::NodeActionResponse> {
+        let node_id = request.into_inner().node_id;
+        self.controller.recover_node(&node_id).await?;
+        Ok(Response::new(pb::NodeActionResponse { node: Some(self.controller.node_info(&node_id).await?) }))
+    }
+
     async fn list_tasks(&self, request: Request<pb::ListTasksRequest>) -> RpcResult<pb::ListTasksResponse> {
         let limit = match request.into_inner().limit {
             0 => 100,

@@ -1,0 +1,74 @@
+//! Operator commands on data nodes: decommission (drain, then removed),
+//! simulated failure and recovery.
+
+use tessera_proto::pb;
+
+use crate::controller::Controller;
+use crate::error::{ControllerError, MetaError};
+use crate::events::Event;
+use crate::meta::NodeHealth;
+
+impl Controller {
+    async fn set_health(&self, node_id: &str, health: NodeHealth) -> Result<(), ControllerError> {
+        self.propose(Event::NodeHealthChanged {
+            node_id: node_id.to_string(),
+            health,
+            at_ms: tessera_proto::now_ms(),
+        })
+        .await
+    }
+
+    fn node_health(&self, node_id: &str) -> Result<NodeHealth, ControllerError> {
+        self.state
+            .read()
+            .meta
+            .nodes
+            .get(node_id)
+            .map(|n| n.health)
+            .ok_or_else(|| MetaError::NodeNotFound(node_id.to_string()).into())
+    }
+
+    pub async fn node_info(&self, node_id: &str) -> Result<pb::NodeInfo, ControllerError> {
+        self.list_nodes()
+            .await?
+            .into_iter()
+            .find(|n| n.node_id == node_id)
+            .ok_or_else(|| MetaError::NodeNotFound(node_id.to_string()).into())
+    }
+
+    /// Starts draining a node: the repair worker copies each of its replicas
+    /// to another node before dropping it, so no chunk loses a copy; the
+    /// health sweep marks the node removed once it holds nothing.
+    pub async fn decommission_node(&self, node_id: &str) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        match self.node_health(node_id)? {
+            NodeHealth::Decommissioning | NodeHealth::Removed => Ok(()),
+            _ => self.set_health(node_id, NodeHealth::Decommissioning).await,
+        }
+    }
+
+    /// Marks a node failed: its replicas stop counting as live (repair
+    /// starts) and its heartbeats are ignored until it is recovered.
+    pub async fn simulate_node_failure(&self, node_id: &str) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        match self.node_health(node_id)? {
+            NodeHealth::Removed => Err(MetaError::Invalid(format!("node {node_id} is removed")).into()),
+            NodeHealth::FailedSimulated => Ok(()),
+            _ => self.set_health(node_id, NodeHealth::FailedSimulated).await,
+        }
+    }
+
+    /// Ends a simulated failure. The node is healthy again as soon as it
+    /// heartbeats; if it stays silent the health sweep says so.
+    pub async fn recover_node(&self, node_id: &str) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        match self.node_health(node_id)? {
+            NodeHealth::FailedSimulated | NodeHealth::Dead | NodeHealth::Suspect => {
+                self.liveness.touch(node_id);
+                self.set_health(node_id, NodeHealth::Healthy).await
+            }
+            NodeHealth::Healthy => Ok(()),
+            other => Err(MetaError::Invalid(format!("node {node_id} is {}", other.as_str())).into()),
+        }
+    }
+}
