@@ -113,7 +113,7 @@ impl Controller {
 
     /// Every controller in the membership with its role, term and last log
     /// index as seen from here (the leader knows its followers' progress).
-    fn controllers(&self) -> Vec<pb::ControllerInfo> {
+    pub fn controllers(&self) -> Vec<pb::ControllerInfo> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();

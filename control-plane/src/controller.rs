@@ -81,11 +81,40 @@ impl Controller {
     pub async fn propose(&self, event: Event) -> Result<(), ControllerError> {
         match self.raft.client_write(Command::from(event)).await {
             Ok(response) => response.data.map_err(ControllerError::Meta),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ControllerError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
-            }
-            Err(e) => Err(ControllerError::Raft(e.to_string())),
+            Err(e) => Err(write_error(e)),
         }
+    }
+
+    /// Adds a controller: first as a learner that catches up (blocking until
+    /// it has the log), then as a voter.
+    pub async fn add_controller(&self, id: NodeId, addr: String) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        if !addr.contains(':') {
+            return Err(crate::error::MetaError::Invalid(format!("bad controller address {addr:?}")).into());
+        }
+        self.raft.add_learner(id, BasicNode::new(addr), true).await.map_err(write_error)?;
+        let mut voters = self.voters();
+        voters.insert(id);
+        self.raft.change_membership(voters, false).await.map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Removes a controller from the voters and the cluster.
+    pub async fn remove_controller(&self, id: NodeId) -> Result<(), ControllerError> {
+        self.ensure_leader()?;
+        let mut voters = self.voters();
+        if !voters.remove(&id) {
+            return Err(crate::error::MetaError::Invalid(format!("controller {id} is not a member")).into());
+        }
+        if voters.is_empty() {
+            return Err(crate::error::MetaError::Invalid("cannot remove the last controller".into()).into());
+        }
+        self.raft.change_membership(voters, false).await.map_err(write_error)?;
+        Ok(())
+    }
+
+    fn voters(&self) -> std::collections::BTreeSet<NodeId> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
     }
 
     /// Waits until this controller's state reflects every write committed
@@ -99,5 +128,14 @@ impl Controller {
             }
             Err(e) => Err(ControllerError::Raft(e.to_string())),
         }
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ControllerError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ControllerError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) }
+        }
+        e => ControllerError::Raft(e.to_string()),
     }
 }

@@ -218,6 +218,20 @@ impl MasterService for MasterApi {
         Ok(Response::new(pb::NodeActionResponse { node: Some(self.controller.node_info(&node_id).await?) }))
     }
 
+    async fn add_controller(&self, request: Request<pb::AddControllerRequest>) -> RpcResult<pb::ControllersResponse> {
+        let req = request.into_inner();
+        self.controller.add_controller(req.id, req.addr).await?;
+        Ok(Response::new(pb::ControllersResponse { controllers: self.controller.controllers() }))
+    }
+
+    async fn remove_controller(
+        &self,
+        request: Request<pb::RemoveControllerRequest>,
+    ) -> RpcResult<pb::ControllersResponse> {
+        self.controller.remove_controller(request.into_inner().id).await?;
+        Ok(Response::new(pb::ControllersResponse { controllers: self.controller.controllers() }))
+    }
+
     async fn list_tasks(&self, request: Request<pb::ListTasksRequest>) -> RpcResult<pb::ListTasksResponse> {
         let limit = match request.into_inner().limit {
             0 => 100,
