@@ -9,6 +9,8 @@ use std::sync::Arc;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 
+use uuid::Uuid;
+
 use crate::config::Config;
 use crate::error::ControllerError;
 use crate::events::{Command, Event};
@@ -79,7 +81,13 @@ impl Controller {
     /// Appends one event to the Raft log and waits until it is committed and
     /// applied here; returns the state machine's verdict on it.
     pub async fn propose(&self, event: Event) -> Result<(), ControllerError> {
-        match self.raft.client_write(Command::from(event)).await {
+        self.propose_request(event, None).await
+    }
+
+    /// [`Controller::propose`] on behalf of a client request with an id:
+    /// applied at most once however often the request is retried.
+    pub async fn propose_request(&self, event: Event, request_id: Option<Uuid>) -> Result<(), ControllerError> {
+        match self.raft.client_write(Command { event, request_id }).await {
             Ok(response) => response.data.map_err(ControllerError::Meta),
             Err(e) => Err(write_error(e)),
         }

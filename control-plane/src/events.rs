@@ -16,6 +16,11 @@ use crate::meta::NodeHealth;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     pub event: Event,
+    /// The client's id for the request that caused this event. A command
+    /// whose request id was applied before is not applied again: its first
+    /// result is returned, so a request retried across a leader change
+    /// takes effect once.
+    pub request_id: Option<Uuid>,
 }
 
 impl std::fmt::Display for Command {
@@ -26,7 +31,7 @@ impl std::fmt::Display for Command {
 
 impl From<Event> for Command {
     fn from(event: Event) -> Self {
-        Command { event }
+        Command { event, request_id: None }
     }
 }
 

@@ -20,6 +20,9 @@ pub struct PlanRequest {
     pub first_chunk: u32,
     pub chunk_count: u32,
     pub exclude_nodes: Vec<String>,
+    /// Becomes the id of a new file, so a retried plan finds the file its
+    /// first attempt created instead of creating another.
+    pub request_id: Option<Uuid>,
 }
 
 pub struct Placement {
@@ -79,15 +82,23 @@ impl Controller {
         let file_id = match req.file_id {
             Some(id) => id,
             None => {
-                let file_id = tessera_proto::ids::new_file_id();
-                self.propose(Event::FileCreated {
+                let file_id = req.request_id.unwrap_or_else(tessera_proto::ids::new_file_id);
+                let created = Event::FileCreated {
                     file_id,
-                    name: req.name,
+                    name: req.name.clone(),
                     chunk_size,
                     replication,
                     at_ms: tessera_proto::now_ms(),
-                })
-                .await?;
+                };
+                match self.propose_request(created, req.request_id).await {
+                    Ok(()) => {}
+                    // A retry whose first attempt is out of the request log.
+                    Err(ControllerError::Meta(MetaError::FileExists(_)))
+                        if self.state.read().meta.files.get(&file_id).is_some_and(|f| {
+                            f.state == FileState::Uploading && f.name == req.name
+                        }) => {}
+                    Err(e) => return Err(e),
+                }
                 file_id
             }
         };
@@ -115,6 +126,7 @@ impl Controller {
         size: u64,
         crc32c: u32,
         node_ids: Vec<String>,
+        request_id: Option<Uuid>,
     ) -> Result<(), ControllerError> {
         self.ensure_leader()?;
         {
@@ -125,7 +137,7 @@ impl Controller {
                 }
             }
         }
-        self.propose(Event::ChunkStored { file_id, index, size, crc32c, replicas: node_ids }).await
+        self.propose_request(Event::ChunkStored { file_id, index, size, crc32c, replicas: node_ids }, request_id).await
     }
 
     pub async fn commit_file(
@@ -134,20 +146,21 @@ impl Controller {
         size: u64,
         total_chunks: u32,
         checksum: String,
+        request_id: Option<Uuid>,
     ) -> Result<FileRecord, ControllerError> {
         self.ensure_leader()?;
         if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(MetaError::Invalid("checksum must be a hex SHA-256".into()).into());
         }
-        self.propose(Event::FileCommitted { file_id, size, total_chunks, checksum, at_ms: tessera_proto::now_ms() })
-            .await?;
+        let committed = Event::FileCommitted { file_id, size, total_chunks, checksum, at_ms: tessera_proto::now_ms() };
+        self.propose_request(committed, request_id).await?;
         let state = self.state.read();
         state.meta.committed_file(&file_id).cloned().ok_or_else(|| MetaError::FileNotFound(file_id.to_string()).into())
     }
 
     /// Drops an upload that will not complete; its stored chunks become
     /// garbage. Aborting an unknown upload is a no-op (it may be a retry).
-    pub async fn abort_upload(&self, file_id: Uuid) -> Result<(), ControllerError> {
+    pub async fn abort_upload(&self, file_id: Uuid, request_id: Option<Uuid>) -> Result<(), ControllerError> {
         self.ensure_leader()?;
         let state_of = self.state.read().meta.files.get(&file_id).map(|f| f.state);
         match state_of {
@@ -155,7 +168,7 @@ impl Controller {
             Some(FileState::Committed) => {
                 Err(MetaError::NotUploading { file: file_id.to_string(), state: "committed".into() }.into())
             }
-            Some(FileState::Uploading) => match self.propose(Event::FileDeleted { file_id }).await {
+            Some(FileState::Uploading) => match self.propose_request(Event::FileDeleted { file_id }, request_id).await {
                 Err(ControllerError::Meta(MetaError::FileNotFound(_))) => Ok(()),
                 other => other,
             },
@@ -163,12 +176,13 @@ impl Controller {
     }
 
     /// Deletes a committed file: gone from listings as soon as this returns.
-    pub async fn delete_file(&self, file_id: Uuid) -> Result<(), ControllerError> {
+    pub async fn delete_file(&self, file_id: Uuid, request_id: Option<Uuid>) -> Result<(), ControllerError> {
         self.ensure_leader()?;
-        if self.state.read().meta.committed_file(&file_id).is_none() {
+        let retried = request_id.is_some_and(|id| self.state.read().requests.get(&id).is_some());
+        if !retried && self.state.read().meta.committed_file(&file_id).is_none() {
             return Err(MetaError::FileNotFound(file_id.to_string()).into());
         }
-        self.propose(Event::FileDeleted { file_id }).await
+        self.propose_request(Event::FileDeleted { file_id }, request_id).await
     }
 
     /// A reader found a replica corrupt. It is dropped from the metadata

@@ -21,6 +21,10 @@ pub mod raft_pb {
 /// gRPC metadata key in which a follower names the current leader's address.
 pub const LEADER_METADATA_KEY: &str = "tessera-leader";
 
+/// gRPC metadata key carrying a client's request id (a UUID), the same on
+/// every retry of one logical request, so the controllers apply it once.
+pub const REQUEST_ID_METADATA_KEY: &str = "tessera-request-id";
+
 /// Milliseconds since the unix epoch, the time unit of every gRPC message.
 pub fn now_ms() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -36,6 +36,15 @@ fn file_id_for_lookup(s: &str) -> Result<Uuid, Status> {
         .map_err(|_| ControllerError::from(MetaError::FileNotFound(s.chars().take(80).collect())).into_status())
 }
 
+/// The client's request id, if it sent a well-formed one.
+fn request_id<T>(request: &Request<T>) -> Option<Uuid> {
+    request
+        .metadata()
+        .get(tessera_proto::REQUEST_ID_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| Uuid::try_parse(s).ok())
+}
+
 fn chunk_refs(refs: Vec<pb::ChunkRef>) -> Result<Vec<(Uuid, u32)>, Status> {
     refs.into_iter().map(|r| Ok((file_id(&r.file_id)?, r.index))).collect()
 }
@@ -87,6 +96,7 @@ impl MasterService for MasterApi {
         &self,
         request: Request<pb::GetUploadPlanRequest>,
     ) -> RpcResult<pb::GetUploadPlanResponse> {
+        let request_id = request_id(&request);
         let req = request.into_inner();
         let existing = if req.file_id.is_empty() { None } else { Some(file_id(&req.file_id)?) };
         let plan = self
@@ -97,6 +107,7 @@ impl MasterService for MasterApi {
                 first_chunk: req.first_chunk,
                 chunk_count: req.chunk_count,
                 exclude_nodes: req.exclude_nodes,
+                request_id,
             })
             .await?;
         Ok(Response::new(pb::GetUploadPlanResponse {
@@ -118,23 +129,27 @@ impl MasterService for MasterApi {
         &self,
         request: Request<pb::ReportChunkStoredRequest>,
     ) -> RpcResult<pb::ReportChunkStoredResponse> {
+        let request_id = request_id(&request);
         let req = request.into_inner();
         let id = file_id(&req.file_id)?;
-        self.controller.report_chunk_stored(id, req.index, req.size, req.crc32c, req.node_ids).await?;
+        self.controller.report_chunk_stored(id, req.index, req.size, req.crc32c, req.node_ids, request_id).await?;
         Ok(Response::new(pb::ReportChunkStoredResponse {}))
     }
 
     async fn commit_file(&self, request: Request<pb::CommitFileRequest>) -> RpcResult<pb::CommitFileResponse> {
+        let request_id = request_id(&request);
         let req = request.into_inner();
         let id = file_id(&req.file_id)?;
-        let file = self.controller.commit_file(id, req.size, req.total_chunks, req.checksum.to_lowercase()).await?;
+        let checksum = req.checksum.to_lowercase();
+        let file = self.controller.commit_file(id, req.size, req.total_chunks, checksum, request_id).await?;
         let state = self.controller.state.read();
         Ok(Response::new(pb::CommitFileResponse { file: Some(file_metadata(&file, &state.meta, true)) }))
     }
 
     async fn abort_upload(&self, request: Request<pb::AbortUploadRequest>) -> RpcResult<pb::AbortUploadResponse> {
+        let request_id = request_id(&request);
         let id = file_id(&request.into_inner().file_id)?;
-        self.controller.abort_upload(id).await?;
+        self.controller.abort_upload(id, request_id).await?;
         Ok(Response::new(pb::AbortUploadResponse {}))
     }
 
@@ -169,8 +184,9 @@ impl MasterService for MasterApi {
     }
 
     async fn delete_file(&self, request: Request<pb::DeleteFileRequest>) -> RpcResult<pb::DeleteFileResponse> {
+        let request_id = request_id(&request);
         let id = file_id_for_lookup(&request.into_inner().file_id)?;
-        self.controller.delete_file(id).await?;
+        self.controller.delete_file(id, request_id).await?;
         Ok(Response::new(pb::DeleteFileResponse {}))
     }
 

@@ -6,6 +6,7 @@
 //! blocking lock is cheaper than an async one. On start the state is loaded
 //! from the last snapshot; openraft then re-applies the committed log tail.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -16,6 +17,7 @@ use openraft::{
 };
 use rocksdb::{WriteOptions, DB};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::{io_error, ApplyResult, NodeId, StorageError, TypeConfig, CF_SNAPSHOT};
 use crate::meta::MetaState;
@@ -27,6 +29,35 @@ pub struct AppliedState {
     pub meta: MetaState,
     pub last_applied: Option<LogId<NodeId>>,
     pub last_membership: StoredMembership<NodeId, BasicNode>,
+    pub requests: RequestLog,
+}
+
+/// Results of the most recent client requests, by request id, so a retried
+/// request is answered without being applied twice. Bounded: the oldest
+/// entries go first; a retry comes within seconds, not after 100,000 writes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RequestLog {
+    results: HashMap<Uuid, ApplyResult>,
+    order: VecDeque<Uuid>,
+}
+
+const REQUEST_LOG_CAPACITY: usize = 100_000;
+
+impl RequestLog {
+    pub fn get(&self, id: &Uuid) -> Option<&ApplyResult> {
+        self.results.get(id)
+    }
+
+    fn record(&mut self, id: Uuid, result: ApplyResult) {
+        if self.results.insert(id, result).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > REQUEST_LOG_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.results.remove(&old);
+            }
+        }
+    }
 }
 
 /// The applied state, shared between the state machine and the readers.
@@ -144,13 +175,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Ok(()),
-                EntryPayload::Normal(command) => {
-                    let result = state.meta.apply(&command.event);
-                    if let Err(e) = &result {
-                        tracing::debug!(index = entry.log_id.index, error = %e, "event refused by the state machine");
+                EntryPayload::Normal(command) => match command.request_id.and_then(|id| state.requests.get(&id)) {
+                    Some(first) => first.clone(),
+                    None => {
+                        let result = state.meta.apply(&command.event);
+                        if let Err(e) = &result {
+                            tracing::debug!(index = entry.log_id.index, error = %e, "event refused by the state machine");
+                        }
+                        if let Some(id) = command.request_id {
+                            state.requests.record(id, result.clone());
+                        }
+                        result
                     }
-                    result
-                }
+                },
                 EntryPayload::Membership(membership) => {
                     state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     Ok(())
