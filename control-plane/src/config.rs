@@ -70,6 +70,11 @@ pub struct Config {
     #[arg(long, env = "TESSERA_REPAIR_COPIES_PER_NODE", default_value_t = 4)]
     pub repair_copies_per_node: usize,
 
+    /// Rebalance on its own when the utilisation of the fullest and the
+    /// emptiest healthy node differ by more than this many percentage points.
+    #[arg(long, env = "TESSERA_REBALANCE_THRESHOLD", default_value_t = 10.0)]
+    pub rebalance_threshold_points: f64,
+
     /// Take a snapshot after this many log entries since the last one.
     #[arg(long, env = "TESSERA_SNAPSHOT_EVERY", default_value_t = 5000)]
     pub snapshot_every: u64,

@@ -4,6 +4,7 @@
 //! (a logged change) and [`Controller::read_current`] (a linearizable read).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -24,11 +25,20 @@ pub struct Controller {
     pub raft: Raft,
     pub state: SharedState,
     pub liveness: Liveness,
+    /// A rebalance pass was asked for (operator, or a node joined).
+    pub rebalance_requested: AtomicBool,
 }
 
 impl Controller {
     pub fn new(config: Config, raft: Raft, state: SharedState) -> Arc<Self> {
-        Arc::new(Self { id: config.id, config, raft, state, liveness: Liveness::default() })
+        Arc::new(Self {
+            id: config.id,
+            config,
+            raft,
+            state,
+            liveness: Liveness::default(),
+            rebalance_requested: AtomicBool::new(false),
+        })
     }
 
     /// Forms the cluster from `--peers` if this controller has never been

@@ -18,6 +18,7 @@ mod meta;
 mod nodes;
 mod placement;
 mod raft;
+mod rebalance;
 mod repair;
 mod uploads;
 
@@ -102,12 +103,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     controller.bootstrap(peers).await.context("forming the cluster")?;
     let sweep = tokio::spawn(health::run_health_sweep(controller.clone(), shutdown.clone()));
     let repair = tokio::spawn(repair::run_repair_worker(controller.clone(), shutdown.clone()));
+    let rebalance = tokio::spawn(rebalance::run_rebalance_worker(controller.clone(), shutdown.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = sweep.await;
     let _ = repair.await;
+    let _ = rebalance.await;
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "grpc server ended with an error"),
         Err(e) => tracing::warn!(error = %e, "grpc server task failed"),

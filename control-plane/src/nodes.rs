@@ -30,6 +30,7 @@ impl Controller {
     pub async fn register_node(&self, reg: Registration) -> Result<(), ControllerError> {
         self.ensure_leader()?;
         tessera_proto::ids::validate_node_id(&reg.node_id).map_err(MetaError::from)?;
+        let is_new = !self.state.read().meta.nodes.contains_key(&reg.node_id);
         if reg.host.is_empty() || reg.grpc_port == 0 || reg.grpc_port > u32::from(u16::MAX) {
             return Err(MetaError::Invalid(format!("bad address {}:{}", reg.host, reg.grpc_port)).into());
         }
@@ -43,6 +44,10 @@ impl Controller {
         })
         .await?;
         self.liveness.record(&reg.node_id, reg.capacity_bytes, reg.free_bytes);
+        if is_new {
+            // A node joined: spread existing replicas onto it.
+            self.rebalance_requested.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
 
         let unwanted: Vec<(Uuid, u32)> = {
             let state = self.state.read();

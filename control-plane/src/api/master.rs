@@ -248,6 +248,15 @@ impl MasterService for MasterApi {
         Ok(Response::new(pb::ControllersResponse { controllers: self.controller.controllers() }))
     }
 
+    async fn start_rebalance(
+        &self,
+        _request: Request<pb::StartRebalanceRequest>,
+    ) -> RpcResult<pb::StartRebalanceResponse> {
+        self.controller.ensure_leader()?;
+        self.controller.rebalance_requested.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(Response::new(pb::StartRebalanceResponse { started: true }))
+    }
+
     async fn list_tasks(&self, request: Request<pb::ListTasksRequest>) -> RpcResult<pb::ListTasksResponse> {
         let limit = match request.into_inner().limit {
             0 => 100,
