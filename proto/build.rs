@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY of set_var: build scripts are single-threaded.
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure().compile_protos(&["proto/tessera.proto", "proto/raft.proto"], &["proto"])?;
+    // Chunk data as `bytes::Bytes`: sliced and forwarded without copies.
+    tonic_prost_build::configure().bytes(".").compile_protos(&["proto/tessera.proto", "proto/raft.proto"], &["proto"])?;
     Ok(())
 }

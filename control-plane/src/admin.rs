@@ -1,7 +1,11 @@
 //! Operator commands on data nodes: decommission (drain, then removed),
 //! simulated failure and recovery.
 
+use std::time::Duration;
+
+use tessera_proto::control_client::lazy_channel;
 use tessera_proto::pb;
+use tessera_proto::pb::storage_service_client::StorageServiceClient;
 
 use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
@@ -47,14 +51,28 @@ impl Controller {
         }
     }
 
-    /// Marks a node failed: its replicas stop counting as live (repair
-    /// starts) and its heartbeats are ignored until it is recovered.
+    /// Tells the data node itself to play dead (or stop playing dead).
+    /// Best effort: a node that cannot be reached is as good as failed.
+    async fn tell_node(&self, node_id: &str, failed: bool) {
+        let addr = self.state.read().meta.nodes.get(node_id).map(|n| n.addr());
+        let Some(addr) = addr else { return };
+        let mut client = StorageServiceClient::new(lazy_channel(&addr, Duration::from_secs(3)));
+        if let Err(e) = client.set_failure_simulation(pb::SetFailureSimulationRequest { failed }).await {
+            tracing::warn!(node = %node_id, error = %e.message(), "could not reach the node for failure simulation");
+        }
+    }
+
+    /// Makes a node stop serving and heartbeating, as if it crashed, and
+    /// marks it failed: its replicas stop counting as live, so repair starts.
     pub async fn simulate_node_failure(&self, node_id: &str) -> Result<(), ControllerError> {
         self.ensure_leader()?;
         match self.node_health(node_id)? {
             NodeHealth::Removed => Err(MetaError::Invalid(format!("node {node_id} is removed")).into()),
             NodeHealth::FailedSimulated => Ok(()),
-            _ => self.set_health(node_id, NodeHealth::FailedSimulated).await,
+            _ => {
+                self.tell_node(node_id, true).await;
+                self.set_health(node_id, NodeHealth::FailedSimulated).await
+            }
         }
     }
 
@@ -64,6 +82,7 @@ impl Controller {
         self.ensure_leader()?;
         match self.node_health(node_id)? {
             NodeHealth::FailedSimulated | NodeHealth::Dead | NodeHealth::Suspect => {
+                self.tell_node(node_id, false).await;
                 self.liveness.touch(node_id);
                 self.set_health(node_id, NodeHealth::Healthy).await
             }

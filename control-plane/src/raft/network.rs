@@ -51,7 +51,7 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
 impl PeerClient {
     fn encode<E: std::error::Error>(req: &impl Serialize) -> RpcResult<RaftPayload, E> {
         let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&io_error(e))))?;
-        Ok(RaftPayload { data })
+        Ok(RaftPayload { data: data.into() })
     }
 
     fn decode<T: DeserializeOwned, E: std::error::Error + DeserializeOwned>(

@@ -26,7 +26,7 @@ fn decode<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Statu
 
 fn encode<T: Serialize>(result: &T) -> Result<Response<RaftPayload>, Status> {
     let data = bincode::serialize(result).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
-    Ok(Response::new(RaftPayload { data }))
+    Ok(Response::new(RaftPayload { data: data.into() }))
 }
 
 #[tonic::async_trait]

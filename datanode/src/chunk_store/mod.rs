@@ -1,0 +1,303 @@
+//! The chunk store: durable chunk files with a checksum beside each.
+//!
+//! A write is verified (size and CRC32C against what the sender announced)
+//! before anything becomes visible, then goes to temp files that are
+//! fsynced, renamed into place, and the directory fsynced: when `write`
+//! returns, the chunk survives a crash. Every read verifies the CRC32C of the
+//! whole chunk before returning a byte. All file work runs on the blocking
+//! pool; the store holds no lock across it.
+
+pub mod layout;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tessera_proto::checksum::crc32c;
+use tessera_proto::pb::StoredChunk;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use layout::Layout;
+
+#[derive(Clone)]
+pub struct ChunkStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    layout: Layout,
+    chunk_count: AtomicU64,
+    used_bytes: AtomicU64,
+}
+
+/// The `.crc` sidecar: `<crc32c hex> <size>`.
+fn encode_sidecar(crc: u32, size: u64) -> String {
+    format!("{crc:08x} {size}\n")
+}
+
+fn decode_sidecar(text: &str) -> Option<(u32, u64)> {
+    let (crc, size) = text.trim().split_once(' ')?;
+    Some((u32::from_str_radix(crc, 16).ok()?, size.parse().ok()?))
+}
+
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
+    path.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()))
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl ChunkStore {
+    /// Opens the store, removing temp files a crash left behind and
+    /// counting the chunks present.
+    pub async fn open(data_root: &Path, node_id: &str) -> Result<Self, StoreError> {
+        let layout = Layout::new(data_root, node_id);
+        let dir = layout.node_dir().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            fs::create_dir_all(&dir)?;
+            for file_dir in fs::read_dir(&dir)?.flatten() {
+                if file_dir.path().is_dir() {
+                    for entry in fs::read_dir(file_dir.path())?.flatten() {
+                        if entry.file_name().to_string_lossy().starts_with('.') {
+                            let _ = fs::remove_file(entry.path());
+                        }
+                    }
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        let store = Self {
+            inner: Arc::new(Inner {
+                layout,
+                chunk_count: AtomicU64::new(0),
+                used_bytes: AtomicU64::new(0),
+            }),
+        };
+        let inventory = store.inventory().await?;
+        store.inner.chunk_count.store(inventory.len() as u64, Ordering::Relaxed);
+        store.inner.used_bytes.store(inventory.iter().map(|c| c.size).sum(), Ordering::Relaxed);
+        Ok(store)
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.inner.chunk_count.load(Ordering::Relaxed)
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.used_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn node_dir(&self) -> &Path {
+        self.inner.layout.node_dir()
+    }
+
+    /// Stores a chunk durably after checking it against the announced size
+    /// and CRC32C. Rewriting an existing chunk replaces it atomically.
+    pub async fn write(&self, file_id: Uuid, index: u32, data: Bytes, size: u64, crc: u32) -> Result<(), StoreError> {
+        if data.len() as u64 != size {
+            return Err(StoreError::Mismatch(format!("announced {size} bytes, received {}", data.len())));
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let actual = crc32c(&data);
+            if actual != crc {
+                return Err(StoreError::Mismatch(format!("announced crc32c {crc:08x}, received {actual:08x}")));
+            }
+            let layout = &store.inner.layout;
+            let dir = layout.file_dir(&file_id);
+            let new_dir = !dir.exists();
+            fs::create_dir_all(&dir)?;
+            let chunk_path = layout.chunk_path(&file_id, index);
+            let crc_path = layout.crc_path(&file_id, index);
+            let previous = fs::metadata(&chunk_path).ok().map(|m| m.len());
+            let chunk_tmp = temp_name(&chunk_path);
+            let crc_tmp = temp_name(&crc_path);
+            let result = (|| {
+                write_synced(&chunk_tmp, &data)?;
+                write_synced(&crc_tmp, encode_sidecar(crc, size).as_bytes())?;
+                // Sidecar first: a chunk file never exists without its checksum.
+                fs::rename(&crc_tmp, &crc_path)?;
+                fs::rename(&chunk_tmp, &chunk_path)?;
+                sync_dir(&dir)?;
+                if new_dir {
+                    sync_dir(layout.node_dir())?;
+                }
+                Ok::<_, std::io::Error>(())
+            })();
+            if let Err(e) = result {
+                let _ = fs::remove_file(&chunk_tmp);
+                let _ = fs::remove_file(&crc_tmp);
+                return Err(StoreError::Io(e));
+            }
+            match previous {
+                Some(old) => {
+                    store.inner.used_bytes.fetch_sub(old.min(store.used_bytes()), Ordering::Relaxed);
+                }
+                None => {
+                    store.inner.chunk_count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            store.inner.used_bytes.fetch_add(size, Ordering::Relaxed);
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Reads a whole chunk and verifies it; returns the bytes and CRC32C.
+    pub async fn read(&self, file_id: Uuid, index: u32) -> Result<(Bytes, u32), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let layout = &store.inner.layout;
+            let name = format!("{file_id}/{index}");
+            let chunk_path = layout.chunk_path(&file_id, index);
+            let mut data = Vec::new();
+            match File::open(&chunk_path) {
+                Ok(mut f) => f.read_to_end(&mut data)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(name)),
+                Err(e) => return Err(e.into()),
+            };
+            let corrupt = |why: String| {
+                tracing::warn!(chunk = %name, reason = %why, "corrupt chunk");
+                StoreError::Corrupt(name.clone(), why)
+            };
+            let sidecar = fs::read_to_string(layout.crc_path(&file_id, index))
+                .map_err(|e| corrupt(format!("checksum file unreadable: {e}")))?;
+            let (crc, size) = decode_sidecar(&sidecar).ok_or_else(|| corrupt("checksum file malformed".into()))?;
+            if data.len() as u64 != size {
+                return Err(corrupt(format!("{} bytes on disk, {size} expected", data.len())));
+            }
+            let actual = crc32c(&data);
+            if actual != crc {
+                return Err(corrupt(format!("crc32c {actual:08x} on disk, {crc:08x} expected")));
+            }
+            Ok((Bytes::from(data), crc))
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Deletes a chunk; returns whether it existed. Idempotent.
+    pub async fn delete(&self, file_id: Uuid, index: u32) -> Result<bool, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let layout = &store.inner.layout;
+            let chunk_path = layout.chunk_path(&file_id, index);
+            let size = fs::metadata(&chunk_path).ok().map(|m| m.len());
+            let existed = match fs::remove_file(&chunk_path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e.into()),
+            };
+            let _ = fs::remove_file(layout.crc_path(&file_id, index));
+            let dir = layout.file_dir(&file_id);
+            // Only succeeds when empty, which is what we want.
+            let _ = fs::remove_dir(&dir);
+            if existed {
+                store.inner.chunk_count.fetch_sub(1, Ordering::Relaxed);
+                let size = size.unwrap_or(0).min(store.used_bytes());
+                store.inner.used_bytes.fetch_sub(size, Ordering::Relaxed);
+            }
+            Ok(existed)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Every chunk on disk, with the size and CRC32C its sidecar records.
+    pub async fn inventory(&self) -> Result<Vec<StoredChunk>, StoreError> {
+        let dir = self.node_dir().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut chunks = Vec::new();
+            for file_dir in fs::read_dir(&dir)?.flatten() {
+                let Some(file_id) = file_dir.file_name().to_str().and_then(|n| layout::file_id(n).ok()) else {
+                    continue;
+                };
+                for entry in fs::read_dir(file_dir.path())?.flatten() {
+                    let Some(index) = entry.file_name().to_str().and_then(layout::chunk_index) else { continue };
+                    let sidecar = fs::read_to_string(file_dir.path().join(format!("{index}.crc"))).unwrap_or_default();
+                    let (crc32c, size) = decode_sidecar(&sidecar)
+                        .unwrap_or((0, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+                    chunks.push(StoredChunk { file_id: file_id.to_string(), index, size, crc32c });
+                }
+            }
+            Ok(chunks)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root() -> PathBuf {
+        std::env::temp_dir().join(format!("tessera-store-{:016x}", rand::random::<u64>()))
+    }
+
+    #[tokio::test]
+    async fn round_trip_corruption_delete_inventory() {
+        let root = temp_root();
+        let store = ChunkStore::open(&root, "dn1").await.unwrap();
+        let id = Uuid::now_v7();
+        let data = Bytes::from(vec![7u8; 1000]);
+        store.write(id, 0, data.clone(), 1000, crc32c(&data)).await.unwrap();
+        assert_eq!(store.chunk_count(), 1);
+        let (read, crc) = store.read(id, 0).await.unwrap();
+        assert_eq!(read, data);
+        assert_eq!(crc, crc32c(&data));
+        assert!(root.join("dn1").join(id.to_string()).join("0.chk").exists());
+
+        // Wrong checksum or size: refused, nothing left behind.
+        assert!(matches!(store.write(id, 1, data.clone(), 1000, 1).await, Err(StoreError::Mismatch(_))));
+        assert!(matches!(store.write(id, 1, data.clone(), 999, crc32c(&data)).await, Err(StoreError::Mismatch(_))));
+        assert!(!root.join("dn1").join(id.to_string()).join("1.chk").exists());
+        assert_eq!(fs::read_dir(root.join("dn1").join(id.to_string())).unwrap().count(), 2);
+
+        // Bytes flipped on disk: detected on read.
+        let path = root.join("dn1").join(id.to_string()).join("0.chk");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[10] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(store.read(id, 0).await, Err(StoreError::Corrupt(..))));
+
+        let inventory = store.inventory().await.unwrap();
+        assert_eq!(inventory.len(), 1);
+        assert_eq!(inventory[0].size, 1000);
+
+        assert!(store.delete(id, 0).await.unwrap());
+        assert!(!store.delete(id, 0).await.unwrap());
+        assert_eq!(store.chunk_count(), 0);
+        assert!(matches!(store.read(id, 0).await, Err(StoreError::NotFound(_))));
+        assert!(!root.join("dn1").join(id.to_string()).exists());
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[tokio::test]
+    async fn leftover_temp_files_are_removed_on_open() {
+        let root = temp_root();
+        let id = Uuid::now_v7();
+        let dir = root.join("dn1").join(id.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".0.chk.tmp-1"), b"half").unwrap();
+        let store = ChunkStore::open(&root, "dn1").await.unwrap();
+        assert!(!dir.join(".0.chk.tmp-1").exists());
+        assert_eq!(store.chunk_count(), 0);
+        let _ = fs::remove_dir_all(root);
+    }
+}

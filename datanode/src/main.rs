@@ -1,0 +1,128 @@
+//! `tessera-datanode`: stores chunk files and serves them over gRPC.
+//!
+//! Start-up: open the chunk store (clearing crash leftovers) → serve
+//! `StorageService` → register and heartbeat. Shutdown (SIGINT/SIGTERM):
+//! stop heartbeating, stop serving; every acknowledged chunk is already
+//! fsynced, so nothing needs flushing.
+
+mod chunk_store;
+mod error;
+mod heartbeat;
+mod service;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tessera_proto::control_client::{ControlClient, RetryPolicy};
+use tessera_proto::limits::MAX_GRPC_MESSAGE_BYTES;
+use tessera_proto::pb::storage_service_server::StorageServiceServer;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera-datanode", version, about = "Tessera data node: stores chunks, heartbeats to the controllers")]
+struct Config {
+    /// File of `TESSERA_*=value` lines read before the environment.
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id (A-Z, a-z, 0-9, '-', '_'; at most 64).
+    #[arg(long, env = "TESSERA_NODE_ID")]
+    node_id: String,
+    /// Chunks are stored under <data-root>/<node-id>/.
+    #[arg(long, env = "TESSERA_DATA_ROOT", default_value = "./data")]
+    data_root: PathBuf,
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:9101")]
+    listen: String,
+    /// Host other services reach this node at (the port is --listen's).
+    #[arg(long, env = "TESSERA_ADVERTISE_HOST", default_value = "127.0.0.1")]
+    advertise_host: String,
+    /// Controller addresses, comma-separated host:port.
+    #[arg(long, env = "TESSERA_CONTROLLERS", value_delimiter = ',', required = true)]
+    controllers: Vec<String>,
+    /// Capacity offered to the cluster (default: size of the filesystem).
+    #[arg(long, env = "TESSERA_CAPACITY_BYTES")]
+    capacity_bytes: Option<u64>,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, env = "TESSERA_HEARTBEAT_INTERVAL_MS", default_value_t = 5000)]
+    heartbeat_interval_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tessera_proto::config::load_config_file()?;
+    let config = Config::parse();
+    tessera_proto::ids::validate_node_id(&config.node_id)?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let listen: std::net::SocketAddr = config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
+    let store = chunk_store::ChunkStore::open(&config.data_root, &config.node_id)
+        .await
+        .with_context(|| format!("opening the chunk store in {}", config.data_root.display()))?;
+    let capacity_bytes = match config.capacity_bytes {
+        Some(c) => c,
+        None => heartbeat::filesystem_space(store.node_dir()).map(|(total, _)| total).unwrap_or(0),
+    };
+    let failed = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let api = service::StorageApi::new(config.node_id.clone(), store.clone(), capacity_bytes, failed.clone());
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            StorageServiceServer::new(api)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let server = tokio::spawn(server);
+    tracing::info!(node = %config.node_id, %listen, chunks = store.chunk_count(), capacity_bytes, "data node serving");
+
+    let announcer = heartbeat::Announcer {
+        node_id: config.node_id.clone(),
+        host: config.advertise_host.clone(),
+        grpc_port: u32::from(listen.port()),
+        capacity_bytes,
+        interval: Duration::from_millis(config.heartbeat_interval_ms.max(50)),
+        store,
+        control: ControlClient::new(config.controllers.clone(), RetryPolicy::default()),
+        failed,
+    };
+    let beats = tokio::spawn(announcer.run(shutdown.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = beats.await;
+    match server.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "grpc server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "grpc server task failed"),
+        Ok(Ok(())) => {}
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `StorageService` over the [`ChunkStore`]: decode, check, call, encode.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tessera_proto::control_client::lazy_channel;
+use tessera_proto::limits::{MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES, STREAM_PIECE_BYTES};
+use tessera_proto::pb;
+use tessera_proto::pb::storage_service_client::StorageServiceClient;
+use tessera_proto::pb::storage_service_server::StorageService;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::chunk_store::{layout, ChunkStore};
+use crate::error::StoreError;
+
+pub struct StorageApi {
+    node_id: String,
+    store: ChunkStore,
+    capacity_bytes: u64,
+    failed: Arc<AtomicBool>,
+    /// Chunks buffered at once (each up to a chunk size): bounds memory.
+    writes: Arc<Semaphore>,
+}
+
+impl StorageApi {
+    pub fn new(node_id: String, store: ChunkStore, capacity_bytes: u64, failed: Arc<AtomicBool>) -> Self {
+        Self { node_id, store, capacity_bytes, failed, writes: Arc::new(Semaphore::new(16)) }
+    }
+
+    fn check_serving(&self) -> Result<(), Status> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(StoreError::Failed.into());
+        }
+        Ok(())
+    }
+}
+
+/// Receives a header-then-data chunk stream into one buffer, refusing
+/// anything longer than the header announced.
+async fn receive_chunk<S, M>(mut stream: S, kind: impl Fn(M) -> Option<ChunkPiece>) -> Result<(pb::ChunkHeader, Bytes), Status>
+where
+    S: tokio_stream::Stream<Item = Result<M, Status>> + Unpin,
+{
+    let header = match stream.next().await {
+        Some(Ok(message)) => match kind(message) {
+            Some(ChunkPiece::Header(header)) => header,
+            _ => return Err(Status::invalid_argument("a chunk stream must start with its header")),
+        },
+        Some(Err(status)) => return Err(status),
+        None => return Err(Status::invalid_argument("empty chunk stream")),
+    };
+    if header.size > MAX_CHUNK_SIZE {
+        return Err(Status::invalid_argument(format!("chunk of {} bytes exceeds {MAX_CHUNK_SIZE}", header.size)));
+    }
+    let mut data = BytesMut::with_capacity(header.size as usize);
+    while let Some(message) = stream.next().await {
+        match kind(message?) {
+            Some(ChunkPiece::Data(piece)) => {
+                if (data.len() + piece.len()) as u64 > header.size {
+                    return Err(Status::invalid_argument("more bytes than the header announced"));
+                }
+                data.extend_from_slice(&piece);
+            }
+            _ => return Err(Status::invalid_argument("a second header in one chunk stream")),
+        }
+    }
+    Ok((header, data.freeze()))
+}
+
+pub enum ChunkPiece {
+    Header(pb::ChunkHeader),
+    Data(Bytes),
+}
+
+fn upload_piece(message: pb::UploadChunkRequest) -> Option<ChunkPiece> {
+    match message.kind? {
+        pb::upload_chunk_request::Kind::Header(h) => Some(ChunkPiece::Header(h)),
+        pb::upload_chunk_request::Kind::Data(d) => Some(ChunkPiece::Data(d)),
+    }
+}
+
+fn download_piece(message: pb::DownloadChunkResponse) -> Option<ChunkPiece> {
+    match message.kind? {
+        pb::download_chunk_response::Kind::Header(h) => Some(ChunkPiece::Header(h)),
+        pb::download_chunk_response::Kind::Data(d) => Some(ChunkPiece::Data(d)),
+    }
+}
+
+fn file_id(s: &str) -> Result<Uuid, Status> {
+    Ok(layout::file_id(s)?)
+}
+
+type DownloadStream = ReceiverStream<Result<pb::DownloadChunkResponse, Status>>;
+
+#[tonic::async_trait]
+impl StorageService for StorageApi {
+    async fn upload_chunk(
+        &self,
+        request: Request<Streaming<pb::UploadChunkRequest>>,
+    ) -> Result<Response<pb::UploadChunkResponse>, Status> {
+        self.check_serving()?;
+        let _permit = self.writes.acquire().await.map_err(|_| Status::unavailable("shutting down"))?;
+        let (header, data) = receive_chunk(request.into_inner(), upload_piece).await?;
+        let id = file_id(&header.file_id)?;
+        self.store.write(id, header.index, data, header.size, header.crc32c).await?;
+        Ok(Response::new(pb::UploadChunkResponse { size: header.size, crc32c: header.crc32c }))
+    }
+
+    type DownloadChunkStream = DownloadStream;
+
+    async fn download_chunk(
+        &self,
+        request: Request<pb::DownloadChunkRequest>,
+    ) -> Result<Response<Self::DownloadChunkStream>, Status> {
+        self.check_serving()?;
+        let req = request.into_inner();
+        let id = file_id(&req.file_id)?;
+        // Verified in full before the first byte goes out.
+        let (data, crc) = self.store.read(id, req.index).await?;
+        let (tx, rx) = mpsc::channel(4);
+        let header = pb::ChunkHeader { file_id: req.file_id, index: req.index, size: data.len() as u64, crc32c: crc };
+        tokio::spawn(async move {
+            let header = pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Header(header)) };
+            if tx.send(Ok(header)).await.is_err() {
+                return;
+            }
+            let mut offset = 0;
+            while offset < data.len() {
+                let end = (offset + STREAM_PIECE_BYTES).min(data.len());
+                let piece = pb::DownloadChunkResponse {
+                    kind: Some(pb::download_chunk_response::Kind::Data(data.slice(offset..end))),
+                };
+                if tx.send(Ok(piece)).await.is_err() {
+                    return;
+                }
+                offset = end;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delete_chunk(
+        &self,
+        request: Request<pb::DeleteChunkRequest>,
+    ) -> Result<Response<pb::DeleteChunkResponse>, Status> {
+        self.check_serving()?;
+        let req = request.into_inner();
+        let existed = self.store.delete(file_id(&req.file_id)?, req.index).await?;
+        Ok(Response::new(pb::DeleteChunkResponse { existed }))
+    }
+
+    async fn health_check(
+        &self,
+        _request: Request<pb::HealthCheckRequest>,
+    ) -> Result<Response<pb::HealthCheckResponse>, Status> {
+        self.check_serving()?;
+        Ok(Response::new(pb::HealthCheckResponse {
+            node_id: self.node_id.clone(),
+            status: "serving".into(),
+            capacity_bytes: self.capacity_bytes,
+            free_bytes: crate::heartbeat::free_bytes(&self.store, self.capacity_bytes),
+            chunk_count: self.store.chunk_count(),
+        }))
+    }
+
+    async fn replicate_chunk(
+        &self,
+        request: Request<pb::ReplicateChunkRequest>,
+    ) -> Result<Response<pb::ReplicateChunkResponse>, Status> {
+        self.check_serving()?;
+        let req = request.into_inner();
+        let id = file_id(&req.file_id)?;
+        let _permit = self.writes.acquire().await.map_err(|_| Status::unavailable("shutting down"))?;
+        let mut source = StorageServiceClient::new(lazy_channel(&req.source_addr, Duration::from_secs(60)))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let stream = source
+            .download_chunk(pb::DownloadChunkRequest { file_id: req.file_id.clone(), index: req.index })
+            .await
+            .map_err(|s| Status::unavailable(format!("source {}: {}", req.source_addr, s.message())))?
+            .into_inner();
+        let (header, data) = receive_chunk(stream, download_piece).await?;
+        if header.crc32c != req.crc32c || header.size != req.size {
+            return Err(Status::data_loss(format!(
+                "source {} has crc32c {:08x}/{} bytes, expected {:08x}/{}",
+                req.source_addr, header.crc32c, header.size, req.crc32c, req.size
+            )));
+        }
+        // `write` recomputes the CRC32C over the received bytes.
+        self.store.write(id, req.index, data, req.size, req.crc32c).await?;
+        Ok(Response::new(pb::ReplicateChunkResponse { size: req.size, crc32c: req.crc32c }))
+    }
+
+    async fn set_failure_simulation(
+        &self,
+        request: Request<pb::SetFailureSimulationRequest>,
+    ) -> Result<Response<pb::SetFailureSimulationResponse>, Status> {
+        let failed = request.into_inner().failed;
+        self.failed.store(failed, Ordering::Relaxed);
+        tracing::warn!(failed, "failure simulation changed");
+        Ok(Response::new(pb::SetFailureSimulationResponse {}))
+    }
+}
