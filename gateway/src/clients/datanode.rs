@@ -1,0 +1,79 @@
+//! Chunk transfers to and from one data node.
+
+use bytes::{Bytes, BytesMut};
+use tessera_proto::limits::{MAX_GRPC_MESSAGE_BYTES, STREAM_PIECE_BYTES};
+use tessera_proto::pb;
+use tessera_proto::pb::storage_service_client::StorageServiceClient;
+use tokio_stream::StreamExt;
+use tonic::Status;
+
+use crate::state::DatanodePool;
+
+fn client(pool: &DatanodePool, addr: &str) -> StorageServiceClient<tonic::transport::Channel> {
+    StorageServiceClient::new(pool.channel(addr))
+        .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+}
+
+/// Streams one chunk to a data node; returns once it is fsynced there.
+pub async fn upload_chunk(
+    pool: &DatanodePool,
+    addr: &str,
+    file_id: &str,
+    index: u32,
+    data: Bytes,
+    crc32c: u32,
+) -> Result<(), Status> {
+    let header = pb::ChunkHeader { file_id: file_id.to_string(), index, size: data.len() as u64, crc32c };
+    let mut messages = vec![pb::UploadChunkRequest { kind: Some(pb::upload_chunk_request::Kind::Header(header)) }];
+    let mut offset = 0;
+    while offset < data.len() {
+        let end = (offset + STREAM_PIECE_BYTES).min(data.len());
+        // Slices share the chunk's buffer: no copy per replica.
+        messages.push(pb::UploadChunkRequest {
+            kind: Some(pb::upload_chunk_request::Kind::Data(data.slice(offset..end))),
+        });
+        offset = end;
+    }
+    let reply = client(pool, addr).upload_chunk(tokio_stream::iter(messages)).await?.into_inner();
+    if reply.crc32c != crc32c {
+        return Err(Status::data_loss(format!("{addr} acknowledged crc32c {:08x}, sent {crc32c:08x}", reply.crc32c)));
+    }
+    Ok(())
+}
+
+/// Downloads one whole chunk (at most `max_size` bytes) with the size and
+/// CRC32C the node claims for it; the caller verifies against the metadata.
+pub async fn download_chunk(
+    pool: &DatanodePool,
+    addr: &str,
+    file_id: &str,
+    index: u32,
+    max_size: u64,
+) -> Result<Bytes, Status> {
+    let mut stream = client(pool, addr)
+        .download_chunk(pb::DownloadChunkRequest { file_id: file_id.to_string(), index })
+        .await?
+        .into_inner();
+    let header = match stream.next().await {
+        Some(Ok(pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Header(h)) })) => h,
+        Some(Err(status)) => return Err(status),
+        _ => return Err(Status::internal(format!("{addr} sent no chunk header"))),
+    };
+    if header.size > max_size {
+        return Err(Status::data_loss(format!("{addr} announces {} bytes, expected at most {max_size}", header.size)));
+    }
+    let mut data = BytesMut::with_capacity(header.size as usize);
+    while let Some(message) = stream.next().await {
+        match message?.kind {
+            Some(pb::download_chunk_response::Kind::Data(piece)) => {
+                if (data.len() + piece.len()) as u64 > header.size {
+                    return Err(Status::data_loss(format!("{addr} sent more bytes than announced")));
+                }
+                data.extend_from_slice(&piece);
+            }
+            _ => return Err(Status::internal(format!("{addr} sent a second header"))),
+        }
+    }
+    Ok(data.freeze())
+}

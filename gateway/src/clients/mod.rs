@@ -1,0 +1,3 @@
+//! gRPC calls the gateway makes to data nodes.
+
+pub mod datanode;

@@ -1,0 +1,96 @@
+//! `tessera-gateway`: the HTTP API and the dashboards.
+//!
+//! Start-up: build the controller client and the data node pool, bind, serve.
+//! Shutdown (SIGINT/SIGTERM): stop accepting, let requests in flight finish.
+
+mod clients;
+mod dashboard;
+mod error;
+mod ops;
+mod routes;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tessera_proto::control_client::{ControlClient, RetryPolicy};
+
+use crate::state::{AppState, DatanodePool, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera-gateway", version, about = "Tessera gateway: HTTP API and dashboards")]
+struct Config {
+    /// File of `TESSERA_*=value` lines read before the environment.
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "TESSERA_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Controller addresses, comma-separated host:port.
+    #[arg(long, env = "TESSERA_CONTROLLERS", value_delimiter = ',', required = true)]
+    controllers: Vec<String>,
+    /// Built dashboards (user app at the root, admin app in admin/).
+    #[arg(long, env = "TESSERA_STATIC_DIR", default_value = "frontend/dist")]
+    static_dir: PathBuf,
+    /// Chunks of one upload being written to data nodes at once.
+    #[arg(long, env = "TESSERA_CHUNKS_IN_FLIGHT", default_value_t = 4)]
+    chunks_in_flight: usize,
+    /// Chunks of one download being fetched at once.
+    #[arg(long, env = "TESSERA_DOWNLOAD_WINDOW", default_value_t = 4)]
+    download_window: usize,
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "TESSERA_MAX_UPLOAD_BYTES", default_value_t = 1 << 40)]
+    max_upload_bytes: u64,
+    /// Shell command `POST /admin/nodes` runs to start a data node; it
+    /// prints the new node's id. Unset: the endpoint explains how.
+    #[arg(long, env = "TESSERA_ADD_NODE_COMMAND")]
+    add_node_command: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tessera_proto::config::load_config_file()?;
+    let config = Config::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    let app = AppState {
+        control: ControlClient::new(config.controllers.clone(), RetryPolicy::default()),
+        datanodes: DatanodePool::default(),
+        settings: Arc::new(Settings {
+            chunks_in_flight: config.chunks_in_flight.max(1),
+            download_window: config.download_window.max(1),
+            max_upload_bytes: config.max_upload_bytes,
+            static_dir: config.static_dir.clone(),
+            add_node_command: config.add_node_command.clone(),
+        }),
+    };
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %config.listen, static_dir = %config.static_dir.display(), "gateway serving");
+    axum::serve(listener, routes::router(app)).with_graceful_shutdown(wait_for_signal()).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,102 @@
+//! Download: chunks covering the requested range are fetched with a bounded
+//! window of parallel requests, each verified against the CRC32C in the
+//! metadata (a data node may lie), trying the next replica on any error, and
+//! streamed to the client in order.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tessera_proto::checksum::crc32c;
+use tessera_proto::pb;
+
+use crate::clients::datanode;
+use crate::error::ApiError;
+use crate::ops::range::chunk_spans;
+use crate::state::AppState;
+
+pub async fn metadata(app: &AppState, file_id: &str) -> Result<pb::FileMetadata, ApiError> {
+    tessera_proto::ids::parse_file_id(file_id).map_err(|_| ApiError::NotFound(format!("no such file: {file_id}")))?;
+    let request = pb::GetFileMetadataRequest { file_id: file_id.to_string() };
+    Ok(app
+        .control
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.get_file_metadata(request).await }
+        })
+        .await?)
+}
+
+/// The bytes `start..=end` of the file as a stream (empty for an empty range).
+pub fn stream_range(
+    app: AppState,
+    file: pb::FileMetadata,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    let spans = if file.size == 0 { Vec::new() } else { chunk_spans(start, end, file.chunk_size) };
+    let window = app.settings.download_window.max(1);
+    let file = std::sync::Arc::new(file);
+    futures::stream::iter(spans)
+        .map(move |(index, offset, len)| {
+            let app = app.clone();
+            let file = file.clone();
+            async move {
+                let data = fetch_chunk(&app, &file, index).await?;
+                let from = offset as usize;
+                let to = (offset + len) as usize;
+                if to > data.len() {
+                    return Err(std::io::Error::other(format!("chunk {index} is shorter than the metadata says")));
+                }
+                Ok(data.slice(from..to))
+            }
+        })
+        .buffered(window)
+}
+
+/// One verified chunk from the first replica that delivers it. Replicas are
+/// tried from a rotating start so reads spread over the nodes; a replica
+/// that sends wrong bytes is reported to the controller.
+async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Result<Bytes, std::io::Error> {
+    let chunk = file
+        .chunks
+        .iter()
+        .find(|c| c.index == index)
+        .ok_or_else(|| std::io::Error::other(format!("chunk {index} missing from the metadata")))?;
+    let n = chunk.replicas.len();
+    let start = if n == 0 { 0 } else { rand::random::<usize>() % n };
+    let mut errors = Vec::new();
+    for k in 0..n {
+        let replica = &chunk.replicas[(start + k) % n];
+        let result = datanode::download_chunk(&app.datanodes, &replica.addr, &file.file_id, index, chunk.size).await;
+        let reason = match result {
+            Ok(data) if data.len() as u64 == chunk.size && crc32c(&data) == chunk.crc32c => return Ok(data),
+            Ok(data) => Some(format!("sent {} bytes with crc32c {:08x}, expected {:08x}", data.len(), crc32c(&data), chunk.crc32c)),
+            Err(status) if status.code() == tonic::Code::DataLoss => Some(status.message().to_string()),
+            Err(status) => {
+                errors.push(format!("{}: {}", replica.node_id, status.message()));
+                None
+            }
+        };
+        if let Some(reason) = reason {
+            tracing::warn!(file = %file.file_id, chunk = index, node = %replica.node_id, %reason, "bad replica");
+            errors.push(format!("{}: {reason}", replica.node_id));
+            report_bad_replica(app, &file.file_id, index, &replica.node_id, reason);
+        }
+    }
+    Err(std::io::Error::other(format!("no replica of chunk {index} could be read: {}", errors.join("; "))))
+}
+
+fn report_bad_replica(app: &AppState, file_id: &str, index: u32, node_id: &str, reason: String) {
+    let request = pb::ReportBadReplicaRequest { file_id: file_id.to_string(), index, node_id: node_id.to_string(), reason };
+    let control = app.control.clone();
+    tokio::spawn(async move {
+        let result = control
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.report_bad_replica(request).await }
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e.message(), "could not report a bad replica");
+        }
+    });
+}

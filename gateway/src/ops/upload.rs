@@ -1,0 +1,292 @@
+//! Streamed upload: the body is cut into chunks as it arrives; each chunk is
+//! sent to its replicas in parallel while the next one is read, with at most
+//! `chunks_in_flight` chunks held, so memory stays bounded whatever the file
+//! size. The file becomes visible only when `CommitFile` succeeds; any
+//! failure aborts the upload, leaving nothing visible.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tessera_proto::checksum::crc32c;
+use tessera_proto::pb;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::clients::datanode;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Placements asked for per plan call.
+const PLAN_BATCH: u32 = 16;
+/// Rounds of replacement targets for a chunk whose replicas failed.
+const REPLACEMENT_ROUNDS: usize = 3;
+
+struct Upload {
+    app: AppState,
+    file_id: String,
+    replication: usize,
+    placements: HashMap<u32, Vec<pb::NodeAddr>>,
+}
+
+async fn plan(app: &AppState, request: pb::GetUploadPlanRequest) -> Result<pb::GetUploadPlanResponse, ApiError> {
+    Ok(app
+        .control
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.get_upload_plan(request).await }
+        })
+        .await?)
+}
+
+/// Uploads `body` as a file named `name`; returns the committed file.
+pub async fn upload<S, E>(app: &AppState, name: &str, size_hint: Option<u64>, body: S) -> Result<pb::FileMetadata, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    tessera_proto::ids::validate_file_name(name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(size) = size_hint {
+        if size > app.settings.max_upload_bytes {
+            return Err(too_large(app.settings.max_upload_bytes));
+        }
+    }
+    // Created before the body is read: a cluster that cannot take the file
+    // says so (503) without the client sending it.
+    let first = plan(
+        app,
+        pb::GetUploadPlanRequest {
+            name: name.to_string(),
+            size_hint: size_hint.unwrap_or(0),
+            first_chunk: 0,
+            chunk_count: PLAN_BATCH,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let chunk_size = first.chunk_size.max(1) as usize;
+    let mut upload = Upload {
+        app: app.clone(),
+        file_id: first.file_id.clone(),
+        replication: first.replication.max(1) as usize,
+        placements: first.placements.into_iter().map(|p| (p.index, p.targets)).collect(),
+    };
+    match upload.run(chunk_size, body).await {
+        Ok(file) => Ok(file),
+        Err(e) => {
+            upload.abort().await;
+            Err(e)
+        }
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::TooLarge(format!("the upload exceeds the limit of {limit} bytes"))
+}
+
+impl Upload {
+    async fn run<S, E>(&mut self, chunk_size: usize, mut body: S) -> Result<pb::FileMetadata, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let in_flight = Arc::new(Semaphore::new(self.app.settings.chunks_in_flight.max(1)));
+        let mut tasks: JoinSet<Result<(), ApiError>> = JoinSet::new();
+        let mut hasher = Sha256::new();
+        let mut buffer = BytesMut::with_capacity(chunk_size);
+        let mut index = 0u32;
+        let mut total = 0u64;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| ApiError::BadRequest(format!("reading the upload body failed: {e}")))?;
+            total += piece.len() as u64;
+            if total > self.app.settings.max_upload_bytes {
+                return Err(too_large(self.app.settings.max_upload_bytes));
+            }
+            let mut piece = &piece[..];
+            while !piece.is_empty() {
+                let take = (chunk_size - buffer.len()).min(piece.len());
+                buffer.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                if buffer.len() == chunk_size {
+                    let chunk = std::mem::replace(&mut buffer, BytesMut::with_capacity(chunk_size)).freeze();
+                    hasher = self.dispatch(&mut tasks, &in_flight, hasher, index, chunk).await?;
+                    index += 1;
+                }
+            }
+            // Fail fast: a chunk that could not be stored ends the upload.
+            while let Some(done) = tasks.try_join_next() {
+                done.map_err(|e| ApiError::Internal(format!("chunk task: {e}")))??;
+            }
+        }
+        if !buffer.is_empty() {
+            hasher = self.dispatch(&mut tasks, &in_flight, hasher, index, buffer.freeze()).await?;
+            index += 1;
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.map_err(|e| ApiError::Internal(format!("chunk task: {e}")))??;
+        }
+        let checksum = hex::encode(hasher.finalize());
+        let request = pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
+        let reply = self
+            .app
+            .control
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.commit_file(request).await }
+            })
+            .await?;
+        reply.file.ok_or_else(|| ApiError::Internal("the controller committed but returned no file".into()))
+    }
+
+    /// Hashes a chunk off the reactor, then hands it to a task that stores
+    /// it; waits first for a free slot (back pressure on the body).
+    async fn dispatch(
+        &mut self,
+        tasks: &mut JoinSet<Result<(), ApiError>>,
+        in_flight: &Arc<Semaphore>,
+        hasher: Sha256,
+        index: u32,
+        chunk: Bytes,
+    ) -> Result<Sha256, ApiError> {
+        let permit = in_flight.clone().acquire_owned().await.map_err(|_| ApiError::Internal("semaphore closed".into()))?;
+        let hashed = chunk.clone();
+        let (hasher, crc) = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
+            hasher.update(&hashed);
+            (hasher, crc32c(&hashed))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("hashing: {e}")))?;
+        let targets = self.targets(index).await?;
+        let app = self.app.clone();
+        let file_id = self.file_id.clone();
+        let replication = self.replication;
+        tasks.spawn(store_chunk(app, file_id, index, chunk, crc, targets, replication, permit));
+        Ok(hasher)
+    }
+
+    async fn targets(&mut self, index: u32) -> Result<Vec<pb::NodeAddr>, ApiError> {
+        if let Some(targets) = self.placements.remove(&index) {
+            return Ok(targets);
+        }
+        let reply = plan(
+            &self.app,
+            pb::GetUploadPlanRequest {
+                file_id: self.file_id.clone(),
+                first_chunk: index,
+                chunk_count: PLAN_BATCH,
+                ..Default::default()
+            },
+        )
+        .await?;
+        self.placements.extend(reply.placements.into_iter().map(|p| (p.index, p.targets)));
+        self.placements
+            .remove(&index)
+            .ok_or_else(|| ApiError::Internal(format!("no placement for chunk {index}")))
+    }
+
+    async fn abort(&self) {
+        let request = pb::AbortUploadRequest { file_id: self.file_id.clone() };
+        let result = self
+            .app
+            .control
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.abort_upload(request).await }
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(file = %self.file_id, error = %e.message(), "could not abort an upload; GC will collect it");
+        }
+    }
+}
+
+/// Stores one chunk on `replication` nodes: the planned targets in
+/// parallel, then replacements for the ones that failed. Whatever got stored
+/// is reported (so it can be collected if the upload fails); the chunk
+/// counts as stored once a majority of replicas is durable.
+#[allow(clippy::too_many_arguments)]
+async fn store_chunk(
+    app: AppState,
+    file_id: String,
+    index: u32,
+    chunk: Bytes,
+    crc: u32,
+    targets: Vec<pb::NodeAddr>,
+    replication: usize,
+    _permit: OwnedSemaphorePermit,
+) -> Result<(), ApiError> {
+    let mut stored: Vec<String> = Vec::new();
+    let mut tried: Vec<String> = Vec::new();
+    let mut current = targets;
+    let mut last_error = String::from("no data node was available");
+    for round in 0..=REPLACEMENT_ROUNDS {
+        let attempts = current.iter().map(|t| {
+            let app = &app;
+            let file_id = &file_id;
+            let chunk = chunk.clone();
+            async move { (t, datanode::upload_chunk(&app.datanodes, &t.addr, file_id, index, chunk, crc).await) }
+        });
+        for (target, result) in futures::future::join_all(attempts).await {
+            tried.push(target.node_id.clone());
+            match result {
+                Ok(()) => stored.push(target.node_id.clone()),
+                Err(status) => {
+                    tracing::warn!(file = %file_id, chunk = index, node = %target.node_id, error = %status.message(), "replica write failed");
+                    last_error = format!("{}: {}", target.node_id, status.message());
+                }
+            }
+        }
+        if stored.len() >= replication || round == REPLACEMENT_ROUNDS {
+            break;
+        }
+        let replacement = plan(
+            &app,
+            pb::GetUploadPlanRequest {
+                file_id: file_id.clone(),
+                first_chunk: index,
+                chunk_count: 1,
+                exclude_nodes: tried.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        current = match replacement {
+            Ok(reply) => reply
+                .placements
+                .into_iter()
+                .next()
+                .map(|p| p.targets.into_iter().take(replication - stored.len()).collect())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        if current.is_empty() {
+            break;
+        }
+    }
+    if !stored.is_empty() {
+        let request = pb::ReportChunkStoredRequest {
+            file_id: file_id.clone(),
+            index,
+            size: chunk.len() as u64,
+            crc32c: crc,
+            node_ids: stored.clone(),
+        };
+        app.control
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.report_chunk_stored(request).await }
+            })
+            .await?;
+    }
+    let quorum = replication / 2 + 1;
+    if stored.len() < quorum {
+        return Err(ApiError::Unavailable(format!(
+            "chunk {index} was stored on {} of {replication} data nodes (need {quorum}); last error: {last_error}",
+            stored.len()
+        )));
+    }
+    Ok(())
+}
