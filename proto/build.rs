@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto");
     // Chunk data as `bytes::Bytes`: sliced and forwarded without copies.
-    tonic_prost_build::configure().bytes(".").compile_protos(&["proto/tessera.proto", "proto/raft.proto"], &["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_protos(&["proto/tessera.proto", "proto/raft.proto"], &["proto"])?;
     Ok(())
 }

@@ -14,12 +14,8 @@ use crate::meta::NodeHealth;
 
 impl Controller {
     async fn set_health(&self, node_id: &str, health: NodeHealth) -> Result<(), ControllerError> {
-        self.propose(Event::NodeHealthChanged {
-            node_id: node_id.to_string(),
-            health,
-            at_ms: tessera_proto::now_ms(),
-        })
-        .await
+        self.propose(Event::NodeHealthChanged { node_id: node_id.to_string(), health, at_ms: tessera_proto::now_ms() })
+            .await
     }
 
     fn node_health(&self, node_id: &str) -> Result<NodeHealth, ControllerError> {

@@ -58,15 +58,7 @@ pub enum Event {
     /// A data node removed these garbage replicas from its disk.
     GarbagePurged { node_id: String, chunks: Vec<(Uuid, u32)> },
     /// The leader started copying a replica (repair, rebalance or drain).
-    TaskStarted {
-        task_id: String,
-        kind: TaskKind,
-        file_id: Uuid,
-        index: u32,
-        from: String,
-        to: String,
-        at_ms: i64,
-    },
+    TaskStarted { task_id: String, kind: TaskKind, file_id: Uuid, index: u32, from: String, to: String, at_ms: i64 },
     /// The copy is verified on `node_id`; the replica on `replaces` (if any)
     /// is no longer wanted and becomes garbage.
     ReplicaAdded { file_id: Uuid, index: u32, node_id: String, replaces: Option<String> },

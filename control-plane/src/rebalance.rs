@@ -172,10 +172,7 @@ mod tests {
         let mut meta = MetaState::default();
         let mut chunks = BTreeMap::new();
         for i in 0..12u32 {
-            chunks.insert(
-                i,
-                ChunkRecord { size: 10, crc32c: 1, replicas: vec!["a".into(), "b".into(), "c".into()] },
-            );
+            chunks.insert(i, ChunkRecord { size: 10, crc32c: 1, replicas: vec!["a".into(), "b".into(), "c".into()] });
         }
         let id = Uuid::now_v7();
         meta.files.insert(

@@ -77,7 +77,8 @@ pub fn plan_repairs(
             break;
         }
         let Some(chunk) = meta.files.get(&file_id).and_then(|f| f.chunks.get(&index)) else { continue };
-        let Some(source) = chunk.replicas.iter().find(|n| serving(n)).or_else(|| chunk.replicas.iter().find(|n| live(n)))
+        let Some(source) =
+            chunk.replicas.iter().find(|n| serving(n)).or_else(|| chunk.replicas.iter().find(|n| live(n)))
         else {
             continue;
         };
@@ -190,17 +191,15 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
         size: job.size,
     };
     let outcome = match client.replicate_chunk(request).await {
-        Ok(reply) if reply.get_ref().crc32c == job.crc32c && reply.get_ref().size == job.size => {
-            controller
-                .propose(Event::ReplicaAdded {
-                    file_id: job.file_id,
-                    index: job.index,
-                    node_id: job.target.clone(),
-                    replaces: job.replaces.clone(),
-                })
-                .await
-                .map_err(|e| e.to_string())
-        }
+        Ok(reply) if reply.get_ref().crc32c == job.crc32c && reply.get_ref().size == job.size => controller
+            .propose(Event::ReplicaAdded {
+                file_id: job.file_id,
+                index: job.index,
+                node_id: job.target.clone(),
+                replaces: job.replaces.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string()),
         Ok(_) => Err("the copy's checksum does not match".to_string()),
         Err(status) => Err(format!("{}: {}", status.code(), status.message())),
     };
@@ -330,7 +329,8 @@ mod tests {
         let meta = state_with(vec![vec!["d", "e"]], &[("a", Healthy), ("d", Dead), ("e", Dead)]);
         assert!(plan_repairs(&meta, &[load("a", 0)], &HashSet::new(), &HashMap::new(), 2, 10).is_empty());
         let meta = state_with(vec![vec!["a", "d"]], &[("a", Healthy), ("b", Healthy), ("d", Dead)]);
-        assert!(plan_repairs(&meta, &[load("a", 0), load("b", 995)], &HashSet::new(), &HashMap::new(), 2, 10)
-            .is_empty());
+        assert!(
+            plan_repairs(&meta, &[load("a", 0), load("b", 995)], &HashSet::new(), &HashMap::new(), 2, 10).is_empty()
+        );
     }
 }

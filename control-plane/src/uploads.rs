@@ -94,9 +94,13 @@ impl Controller {
                     Ok(()) => {}
                     // A retry whose first attempt is out of the request log.
                     Err(ControllerError::Meta(MetaError::FileExists(_)))
-                        if self.state.read().meta.files.get(&file_id).is_some_and(|f| {
-                            f.state == FileState::Uploading && f.name == req.name
-                        }) => {}
+                        if self
+                            .state
+                            .read()
+                            .meta
+                            .files
+                            .get(&file_id)
+                            .is_some_and(|f| f.state == FileState::Uploading && f.name == req.name) => {}
                     Err(e) => return Err(e),
                 }
                 file_id
@@ -168,10 +172,12 @@ impl Controller {
             Some(FileState::Committed) => {
                 Err(MetaError::NotUploading { file: file_id.to_string(), state: "committed".into() }.into())
             }
-            Some(FileState::Uploading) => match self.propose_request(Event::FileDeleted { file_id }, request_id).await {
-                Err(ControllerError::Meta(MetaError::FileNotFound(_))) => Ok(()),
-                other => other,
-            },
+            Some(FileState::Uploading) => {
+                match self.propose_request(Event::FileDeleted { file_id }, request_id).await {
+                    Err(ControllerError::Meta(MetaError::FileNotFound(_))) => Ok(()),
+                    other => other,
+                }
+            }
         }
     }
 

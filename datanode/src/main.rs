@@ -23,7 +23,11 @@ use tessera_proto::pb::storage_service_server::StorageServiceServer;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera-datanode", version, about = "Tessera data node: stores chunks, heartbeats to the controllers")]
+#[command(
+    name = "tessera-datanode",
+    version,
+    about = "Tessera data node: stores chunks, heartbeats to the controllers"
+)]
 struct Config {
     /// File of `TESSERA_*=value` lines read before the environment.
     #[arg(long, env = "TESSERA_CONFIG")]
@@ -62,7 +66,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let listen: std::net::SocketAddr = config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
+    let listen: std::net::SocketAddr =
+        config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
     let store = chunk_store::ChunkStore::open(&config.data_root, &config.node_id)
         .await
         .with_context(|| format!("opening the chunk store in {}", config.data_root.display()))?;

@@ -43,7 +43,10 @@ impl StorageApi {
 
 /// Receives a header-then-data chunk stream into one buffer, refusing
 /// anything longer than the header announced.
-async fn receive_chunk<S, M>(mut stream: S, kind: impl Fn(M) -> Option<ChunkPiece>) -> Result<(pb::ChunkHeader, Bytes), Status>
+async fn receive_chunk<S, M>(
+    mut stream: S,
+    kind: impl Fn(M) -> Option<ChunkPiece>,
+) -> Result<(pb::ChunkHeader, Bytes), Status>
 where
     S: tokio_stream::Stream<Item = Result<M, Status>> + Unpin,
 {

@@ -253,11 +253,7 @@ async fn range_requests_across_chunk_boundaries() {
     for (header, a, b) in cases {
         let response = cluster.client.get(&url).header("Range", &header).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 206, "{header}");
-        assert_eq!(
-            response.headers()["content-range"].to_str().unwrap(),
-            format!("bytes {a}-{b}/{len}"),
-            "{header}"
-        );
+        assert_eq!(response.headers()["content-range"].to_str().unwrap(), format!("bytes {a}-{b}/{len}"), "{header}");
         let body = response.bytes().await.unwrap();
         assert!(body[..] == data[a..=b], "{header}: wrong bytes");
     }

@@ -59,11 +59,17 @@ enum ControllerAction {
 enum NodeAction {
     List,
     /// Drain the node's replicas elsewhere, then mark it removed.
-    Decommission { node_id: String },
+    Decommission {
+        node_id: String,
+    },
     /// Simulate a crash of the node.
-    Fail { node_id: String },
+    Fail {
+        node_id: String,
+    },
     /// End a simulated failure.
-    Recover { node_id: String },
+    Recover {
+        node_id: String,
+    },
 }
 
 fn print_controllers(controllers: &[pb::ControllerInfo]) {
@@ -94,7 +100,9 @@ async fn main() -> anyhow::Result<()> {
     let client = ControlClient::new(cli.controllers, RetryPolicy::default());
     match cli.command {
         Command::Summary => {
-            let s = client.call(|mut c| async move { c.get_cluster_summary(pb::GetClusterSummaryRequest {}).await }).await?;
+            let s = client
+                .call(|mut c| async move { c.get_cluster_summary(pb::GetClusterSummaryRequest {}).await })
+                .await?;
             println!("leader: {}   files: {}   replication: {}", s.leader_id, s.files, s.replication);
             println!(
                 "chunks: {} total, {} fully replicated, {} under-replicated, {} lost",
@@ -152,7 +160,11 @@ enum Action {
     Recover,
 }
 
-async fn node_action(client: &ControlClient, node_id: String, action: Action) -> Result<Vec<pb::NodeInfo>, tonic::Status> {
+async fn node_action(
+    client: &ControlClient,
+    node_id: String,
+    action: Action,
+) -> Result<Vec<pb::NodeInfo>, tonic::Status> {
     let reply = client
         .call(|mut c| {
             let request = pb::NodeActionRequest { node_id: node_id.clone() };

@@ -80,13 +80,8 @@ impl ChunkStore {
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
-        let store = Self {
-            inner: Arc::new(Inner {
-                layout,
-                chunk_count: AtomicU64::new(0),
-                used_bytes: AtomicU64::new(0),
-            }),
-        };
+        let store =
+            Self { inner: Arc::new(Inner { layout, chunk_count: AtomicU64::new(0), used_bytes: AtomicU64::new(0) }) };
         let inventory = store.inventory().await?;
         store.inner.chunk_count.store(inventory.len() as u64, Ordering::Relaxed);
         store.inner.used_bytes.store(inventory.iter().map(|c| c.size).sum(), Ordering::Relaxed);
@@ -230,8 +225,8 @@ impl ChunkStore {
                 for entry in fs::read_dir(file_dir.path())?.flatten() {
                     let Some(index) = entry.file_name().to_str().and_then(layout::chunk_index) else { continue };
                     let sidecar = fs::read_to_string(file_dir.path().join(format!("{index}.crc"))).unwrap_or_default();
-                    let (crc32c, size) = decode_sidecar(&sidecar)
-                        .unwrap_or((0, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+                    let (crc32c, size) =
+                        decode_sidecar(&sidecar).unwrap_or((0, entry.metadata().map(|m| m.len()).unwrap_or(0)));
                     chunks.push(StoredChunk { file_id: file_id.to_string(), index, size, crc32c });
                 }
             }

@@ -30,9 +30,8 @@ pub async fn upload_chunk(
     while offset < data.len() {
         let end = (offset + STREAM_PIECE_BYTES).min(data.len());
         // Slices share the chunk's buffer: no copy per replica.
-        messages.push(pb::UploadChunkRequest {
-            kind: Some(pb::upload_chunk_request::Kind::Data(data.slice(offset..end))),
-        });
+        messages
+            .push(pb::UploadChunkRequest { kind: Some(pb::upload_chunk_request::Kind::Data(data.slice(offset..end))) });
         offset = end;
     }
     let reply = client(pool, addr).upload_chunk(tokio_stream::iter(messages)).await?.into_inner();

@@ -69,7 +69,12 @@ async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Res
         let result = datanode::download_chunk(&app.datanodes, &replica.addr, &file.file_id, index, chunk.size).await;
         let reason = match result {
             Ok(data) if data.len() as u64 == chunk.size && crc32c(&data) == chunk.crc32c => return Ok(data),
-            Ok(data) => Some(format!("sent {} bytes with crc32c {:08x}, expected {:08x}", data.len(), crc32c(&data), chunk.crc32c)),
+            Ok(data) => Some(format!(
+                "sent {} bytes with crc32c {:08x}, expected {:08x}",
+                data.len(),
+                crc32c(&data),
+                chunk.crc32c
+            )),
             Err(status) if status.code() == tonic::Code::DataLoss => Some(status.message().to_string()),
             Err(status) => {
                 errors.push(format!("{}: {}", replica.node_id, status.message()));
@@ -86,7 +91,8 @@ async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Res
 }
 
 fn report_bad_replica(app: &AppState, file_id: &str, index: u32, node_id: &str, reason: String) {
-    let request = pb::ReportBadReplicaRequest { file_id: file_id.to_string(), index, node_id: node_id.to_string(), reason };
+    let request =
+        pb::ReportBadReplicaRequest { file_id: file_id.to_string(), index, node_id: node_id.to_string(), reason };
     let control = app.control.clone();
     tokio::spawn(async move {
         let result = control

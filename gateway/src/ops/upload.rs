@@ -42,7 +42,12 @@ async fn plan(app: &AppState, request: pb::GetUploadPlanRequest) -> Result<pb::G
 }
 
 /// Uploads `body` as a file named `name`; returns the committed file.
-pub async fn upload<S, E>(app: &AppState, name: &str, size_hint: Option<u64>, body: S) -> Result<pb::FileMetadata, ApiError>
+pub async fn upload<S, E>(
+    app: &AppState,
+    name: &str,
+    size_hint: Option<u64>,
+    body: S,
+) -> Result<pb::FileMetadata, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -128,7 +133,8 @@ impl Upload {
             done.map_err(|e| ApiError::Internal(format!("chunk task: {e}")))??;
         }
         let checksum = hex::encode(hasher.finalize());
-        let request = pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
+        let request =
+            pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
         let reply = self
             .app
             .control
@@ -150,7 +156,8 @@ impl Upload {
         index: u32,
         chunk: Bytes,
     ) -> Result<Sha256, ApiError> {
-        let permit = in_flight.clone().acquire_owned().await.map_err(|_| ApiError::Internal("semaphore closed".into()))?;
+        let permit =
+            in_flight.clone().acquire_owned().await.map_err(|_| ApiError::Internal("semaphore closed".into()))?;
         let hashed = chunk.clone();
         let (hasher, crc) = tokio::task::spawn_blocking(move || {
             let mut hasher = hasher;
@@ -182,9 +189,7 @@ impl Upload {
         )
         .await?;
         self.placements.extend(reply.placements.into_iter().map(|p| (p.index, p.targets)));
-        self.placements
-            .remove(&index)
-            .ok_or_else(|| ApiError::Internal(format!("no placement for chunk {index}")))
+        self.placements.remove(&index).ok_or_else(|| ApiError::Internal(format!("no placement for chunk {index}")))
     }
 
     async fn abort(&self) {

@@ -32,7 +32,8 @@ enum NodeAction {
 }
 
 async fn node_action(app: &AppState, node_id: String, action: NodeAction) -> Result<Json<Value>, ApiError> {
-    tessera_proto::ids::validate_node_id(&node_id).map_err(|_| ApiError::NotFound(format!("no such node: {node_id}")))?;
+    tessera_proto::ids::validate_node_id(&node_id)
+        .map_err(|_| ApiError::NotFound(format!("no such node: {node_id}")))?;
     let reply = app
         .control
         .call(|mut c| {

@@ -47,7 +47,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn start(&mut self) {
+    pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
         let child = Command::new(&self.program)
