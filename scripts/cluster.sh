@@ -20,8 +20,9 @@ base=${TESSERA_PORT_BASE:-7000}
 data=${TESSERA_DATA_DIR:-$root/data}
 static=${TESSERA_STATIC_DIR:-$root/frontend/dist}
 datanodes=${TESSERA_DATANODES:-4}
-mkdir -p "$data/logs"
+mkdir -p "$data/logs" "$data/pids"
 data=$(cd "$data" && pwd)
+rm -f "$data"/pids/*.pid
 
 for b in tessera-controller tessera-datanode tessera-gateway; do
   [ -x "$bin/$b" ] || { echo "missing $bin/$b: run 'make build' first" >&2; exit 1; }
@@ -31,6 +32,8 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo "stopping the cluster..."
+  # Data nodes added at run time (POST /admin/nodes) are ours too.
+  for f in "$data"/pids/*.pid; do [ -e "$f" ] && pids+=("$(cat "$f")") && rm -f "$f"; done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   # Give every process a moment to flush, then make sure.
   for _ in $(seq 50); do
@@ -56,13 +59,23 @@ for i in 1 2 3; do
     --data-dir "$data/controller-$i" >>"$data/logs/controller-$i.log" 2>&1 &
   pids+=($!)
 done
-for i in $(seq "$datanodes"); do
+# dn1..dnN, plus any node added at run time in an earlier session.
+nodes=$(seq "$datanodes")
+for d in "$data"/dn*; do
+  [ -d "$d" ] || continue
+  i=${d##*/dn}
+  case $i in ''|*[!0-9]*) continue ;; esac
+  [ "$i" -gt "$datanodes" ] && nodes="$nodes $i"
+done
+for i in $nodes; do
+  mkdir -p "$data/dn$i"
   "$bin/tessera-datanode" --node-id "dn$i" --data-root "$data" --listen "127.0.0.1:$((base + 100 + i))" \
     --controllers "$controllers" >>"$data/logs/dn$i.log" 2>&1 &
   pids+=($!)
 done
-"$bin/tessera-gateway" --listen "127.0.0.1:$http_port" --controllers "$controllers" \
-  --static-dir "$static" >>"$data/logs/gateway.log" 2>&1 &
+TESSERA_DATA_DIR="$data" TESSERA_PORT_BASE="$base" TESSERA_CONTROLLERS="$controllers" TESSERA_BIN="$bin" \
+  "$bin/tessera-gateway" --listen "127.0.0.1:$http_port" --controllers "$controllers" \
+  --static-dir "$static" --add-node-command "$root/scripts/add-datanode.sh" >>"$data/logs/gateway.log" 2>&1 &
 pids+=($!)
 
 url="http://127.0.0.1:$http_port"

@@ -75,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "TESSERA_REBALANCE_THRESHOLD", default_value_t = 10.0)]
     pub rebalance_threshold_points: f64,
 
+    /// An upload not committed this long after it started is abandoned and
+    /// its chunks collected (milliseconds).
+    #[arg(long, env = "TESSERA_UPLOAD_GRACE_MS", default_value_t = 3_600_000)]
+    pub upload_grace_ms: u64,
+
     /// Take a snapshot after this many log entries since the last one.
     #[arg(long, env = "TESSERA_SNAPSHOT_EVERY", default_value_t = 5000)]
     pub snapshot_every: u64,

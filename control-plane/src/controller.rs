@@ -4,8 +4,9 @@
 //! (a logged change) and [`Controller::read_current`] (a linearizable read).
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
@@ -27,6 +28,9 @@ pub struct Controller {
     pub liveness: Liveness,
     /// A rebalance pass was asked for (operator, or a node joined).
     pub rebalance_requested: AtomicBool,
+    /// Replica copies under way (file, chunk, target node): a copy that has
+    /// landed on the target but is not yet in the log is not garbage.
+    pub copies_in_flight: Mutex<HashSet<(Uuid, u32, String)>>,
 }
 
 impl Controller {
@@ -38,6 +42,7 @@ impl Controller {
             state,
             liveness: Liveness::default(),
             rebalance_requested: AtomicBool::new(false),
+            copies_in_flight: Mutex::new(HashSet::new()),
         })
     }
 

@@ -127,6 +127,26 @@ pub async fn run_health_sweep(controller: std::sync::Arc<Controller>, shutdown: 
         }
         let since = *leader_since.get_or_insert_with(Instant::now);
         let now = Instant::now();
+        // A decommissioning node holding no replica any more is done.
+        let drained: Vec<String> = {
+            let state = controller.state.read();
+            let replicas = state.meta.replicas_per_node();
+            state
+                .meta
+                .nodes
+                .values()
+                .filter(|n| n.health == NodeHealth::Decommissioning && !replicas.contains_key(n.node_id.as_str()))
+                .map(|n| n.node_id.clone())
+                .collect()
+        };
+        for node_id in drained {
+            tracing::info!(node = %node_id, "data node drained: removed");
+            let event =
+                Event::NodeHealthChanged { node_id, health: NodeHealth::Removed, at_ms: tessera_proto::now_ms() };
+            if let Err(e) = controller.propose(event).await {
+                tracing::warn!(error = %e, "could not record a removal");
+            }
+        }
         let nodes: Vec<(String, NodeHealth)> =
             controller.state.read().meta.nodes.values().map(|n| (n.node_id.clone(), n.health)).collect();
         for (node_id, health) in nodes {

@@ -13,6 +13,7 @@ mod config;
 mod controller;
 mod error;
 mod events;
+mod gc;
 mod health;
 mod meta;
 mod nodes;
@@ -104,6 +105,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let sweep = tokio::spawn(health::run_health_sweep(controller.clone(), shutdown.clone()));
     let repair = tokio::spawn(repair::run_repair_worker(controller.clone(), shutdown.clone()));
     let rebalance = tokio::spawn(rebalance::run_rebalance_worker(controller.clone(), shutdown.clone()));
+    let upload_gc = tokio::spawn(gc::run_upload_gc(controller.clone(), shutdown.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -111,6 +113,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = sweep.await;
     let _ = repair.await;
     let _ = rebalance.await;
+    let _ = upload_gc.await;
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "grpc server ended with an error"),
         Err(e) => tracing::warn!(error = %e, "grpc server task failed"),

@@ -34,15 +34,25 @@ impl Controller {
         if reg.host.is_empty() || reg.grpc_port == 0 || reg.grpc_port > u32::from(u16::MAX) {
             return Err(MetaError::Invalid(format!("bad address {}:{}", reg.host, reg.grpc_port)).into());
         }
-        self.propose(Event::NodeRegistered {
-            node_id: reg.node_id.clone(),
-            host: reg.host,
-            grpc_port: reg.grpc_port,
-            capacity_bytes: reg.capacity_bytes,
-            mac: reg.mac,
-            at_ms: tessera_proto::now_ms(),
-        })
-        .await?;
+        let unchanged = self.state.read().meta.nodes.get(&reg.node_id).is_some_and(|n| {
+            n.host == reg.host
+                && n.grpc_port == reg.grpc_port
+                && n.capacity_bytes == reg.capacity_bytes
+                && n.mac == reg.mac
+                && matches!(n.health, NodeHealth::Healthy | NodeHealth::Decommissioning | NodeHealth::Removed)
+        });
+        // Periodic re-registrations only bring the inventory; log nothing new.
+        if !unchanged {
+            self.propose(Event::NodeRegistered {
+                node_id: reg.node_id.clone(),
+                host: reg.host,
+                grpc_port: reg.grpc_port,
+                capacity_bytes: reg.capacity_bytes,
+                mac: reg.mac,
+                at_ms: tessera_proto::now_ms(),
+            })
+            .await?;
+        }
         self.liveness.record(&reg.node_id, reg.capacity_bytes, reg.free_bytes);
         if is_new {
             // A node joined: spread existing replicas onto it.
@@ -51,7 +61,12 @@ impl Controller {
 
         let unwanted: Vec<(Uuid, u32)> = {
             let state = self.state.read();
-            reg.inventory.into_iter().filter(|key| !state.meta.is_wanted(&reg.node_id, key)).collect()
+            let copying = self.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            reg.inventory
+                .into_iter()
+                .filter(|key| !state.meta.is_wanted(&reg.node_id, key))
+                .filter(|key| !copying.contains(&(key.0, key.1, reg.node_id.clone())))
+                .collect()
         };
         if !unwanted.is_empty() {
             tracing::info!(node = %reg.node_id, chunks = unwanted.len(), "registering node holds unwanted replicas");
@@ -71,13 +86,12 @@ impl Controller {
         let health = self.state.read().meta.nodes.get(node_id).map(|n| n.health);
         match health {
             None | Some(NodeHealth::Dead) => return Ok(HeartbeatReply { delete: Vec::new(), reregister: true }),
-            // A removed node is done; a failed one is deaf until recovered.
-            Some(NodeHealth::Removed | NodeHealth::FailedSimulated) => {
-                return Ok(HeartbeatReply { delete: Vec::new(), reregister: false })
-            }
-            _ => {}
+            // Deaf until recovered.
+            Some(NodeHealth::FailedSimulated) => return Ok(HeartbeatReply { delete: Vec::new(), reregister: false }),
+            // A removed node still gets its leftovers deleted.
+            Some(NodeHealth::Removed) => {}
+            _ => self.liveness.record(node_id, capacity_bytes, free_bytes),
         }
-        self.liveness.record(node_id, capacity_bytes, free_bytes);
         if !deleted.is_empty() {
             self.propose(Event::GarbagePurged { node_id: node_id.to_string(), chunks: deleted.clone() }).await?;
         }

@@ -78,6 +78,7 @@ pub fn plan_rebalance(
                     && c.size < gap
                     && c.replicas.contains(&donor)
                     && !c.replicas.contains(&receiver)
+                    && !meta.is_garbage(&receiver, key)
                     && !busy_chunks.contains(key)
                     && !moved.contains(key)
             })

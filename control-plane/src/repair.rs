@@ -85,6 +85,9 @@ pub fn plan_repairs(
         let target = loads
             .iter_mut()
             .filter(|l| !chunk.replicas.contains(&l.node_id))
+            // A node about to delete this chunk must not receive it: the
+            // delete could land after the copy.
+            .filter(|l| !meta.is_garbage(&l.node_id, &(file_id, index)))
             .filter(|l| in_flight.get(&l.node_id).copied().unwrap_or(0) < per_node_limit)
             .filter(|l| l.capacity_bytes.saturating_sub(l.used_bytes) >= chunk.size)
             .min_by(|a, b| {
@@ -182,6 +185,8 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
         tracing::debug!(error = %e, "could not start a copy task");
         return;
     }
+    let copy_key = (job.file_id, job.index, job.target.clone());
+    controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(copy_key.clone());
     let mut client = StorageServiceClient::new(lazy_channel(&job.target_addr, Duration::from_secs(60)));
     let request = pb::ReplicateChunkRequest {
         file_id: job.file_id.to_string(),
@@ -203,6 +208,7 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
         Ok(_) => Err("the copy's checksum does not match".to_string()),
         Err(status) => Err(format!("{}: {}", status.code(), status.message())),
     };
+    controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&copy_key);
     let (ok, error) = match outcome {
         Ok(()) => {
             tracing::info!(file = %job.file_id, chunk = job.index, from = %job.source, to = %job.target, kind = kind.as_str(), "replica copied");

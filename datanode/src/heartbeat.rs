@@ -19,6 +19,7 @@ pub struct Announcer {
     pub grpc_port: u32,
     pub capacity_bytes: u64,
     pub interval: Duration,
+    pub inventory_interval: Duration,
     pub store: ChunkStore,
     pub control: ControlClient,
     pub failed: Arc<AtomicBool>,
@@ -92,6 +93,7 @@ impl Announcer {
         let mut registered = false;
         let mut deleted: Vec<pb::ChunkRef> = Vec::new();
         let mut backoff = Duration::from_millis(200);
+        let mut last_inventory = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -105,10 +107,15 @@ impl Announcer {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
                 }
             }
+            if registered && last_inventory.elapsed() >= self.inventory_interval {
+                // Registering again is how the inventory travels.
+                registered = false;
+            }
             if !registered {
                 match self.register().await {
                     Ok(()) => {
                         registered = true;
+                        last_inventory = tokio::time::Instant::now();
                         backoff = Duration::from_millis(200);
                     }
                     Err(e) => {

@@ -8,6 +8,7 @@
 mod chunk_store;
 mod error;
 mod heartbeat;
+mod scrub;
 mod service;
 
 use std::path::PathBuf;
@@ -50,6 +51,16 @@ struct Config {
     /// Capacity offered to the cluster (default: size of the filesystem).
     #[arg(long, env = "TESSERA_CAPACITY_BYTES")]
     capacity_bytes: Option<u64>,
+    /// Bytes per second the scrubber re-reads to verify checksums (0: off).
+    #[arg(long, env = "TESSERA_SCRUB_BYTES_PER_SEC", default_value_t = 32 * 1024 * 1024)]
+    scrub_bytes_per_sec: u64,
+    /// Pause between two scrub passes, in milliseconds.
+    #[arg(long, env = "TESSERA_SCRUB_INTERVAL_MS", default_value_t = 3_600_000)]
+    scrub_interval_ms: u64,
+    /// Interval at which the full chunk inventory is sent again, so the
+    /// controllers find replicas nothing wants (milliseconds).
+    #[arg(long, env = "TESSERA_INVENTORY_INTERVAL_MS", default_value_t = 300_000)]
+    inventory_interval_ms: u64,
     /// Heartbeat interval in milliseconds.
     #[arg(long, env = "TESSERA_HEARTBEAT_INTERVAL_MS", default_value_t = 5000)]
     heartbeat_interval_ms: u64,
@@ -93,14 +104,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(server);
     tracing::info!(node = %config.node_id, %listen, chunks = store.chunk_count(), capacity_bytes, "data node serving");
 
+    let control = ControlClient::new(config.controllers.clone(), RetryPolicy::default());
+    let scrubber = scrub::Scrubber {
+        node_id: config.node_id.clone(),
+        store: store.clone(),
+        control: control.clone(),
+        bytes_per_sec: config.scrub_bytes_per_sec,
+        pass_interval: Duration::from_millis(config.scrub_interval_ms),
+    };
+    let scrubbing = tokio::spawn(scrubber.run(shutdown.clone()));
     let announcer = heartbeat::Announcer {
         node_id: config.node_id.clone(),
         host: config.advertise_host.clone(),
         grpc_port: u32::from(listen.port()),
         capacity_bytes,
         interval: Duration::from_millis(config.heartbeat_interval_ms.max(50)),
+        inventory_interval: Duration::from_millis(config.inventory_interval_ms.max(100)),
         store,
-        control: ControlClient::new(config.controllers.clone(), RetryPolicy::default()),
+        control,
         failed,
     };
     let beats = tokio::spawn(announcer.run(shutdown.clone()));
@@ -109,6 +130,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = beats.await;
+    let _ = scrubbing.await;
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "grpc server ended with an error"),
         Err(e) => tracing::warn!(error = %e, "grpc server task failed"),

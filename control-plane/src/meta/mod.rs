@@ -117,6 +117,12 @@ impl MetaState {
     pub fn apply(&mut self, event: &Event) -> Result<(), MetaError> {
         match event {
             Event::NodeRegistered { node_id, host, grpc_port, capacity_bytes, mac, at_ms } => {
+                // A registering node is healthy again, unless an operator
+                // is draining it or has removed it.
+                let health = match self.nodes.get(node_id).map(|n| n.health) {
+                    Some(h @ (NodeHealth::Decommissioning | NodeHealth::Removed)) => h,
+                    _ => NodeHealth::Healthy,
+                };
                 self.nodes.insert(
                     node_id.clone(),
                     NodeRecord {
@@ -125,7 +131,7 @@ impl MetaState {
                         grpc_port: *grpc_port,
                         capacity_bytes: *capacity_bytes,
                         mac: mac.clone(),
-                        health: NodeHealth::Healthy,
+                        health,
                         health_changed_at_ms: *at_ms,
                     },
                 );
@@ -191,6 +197,9 @@ impl MetaState {
                     if !replicas.contains(&node) {
                         self.garbage.entry(node).or_default().insert((*file_id, *index));
                     }
+                }
+                for node in replicas {
+                    unmark_garbage(&mut self.garbage, node, &(*file_id, *index));
                 }
                 Ok(())
             }
@@ -286,6 +295,7 @@ impl MetaState {
                         if !chunk.replicas.contains(node_id) {
                             chunk.replicas.push(node_id.clone());
                         }
+                        unmark_garbage(&mut self.garbage, node_id, &(*file_id, *index));
                         if let Some(old) = replaces.as_ref().filter(|old| *old != node_id) {
                             chunk.replicas.retain(|n| n != old);
                             self.garbage.entry(old.clone()).or_default().insert((*file_id, *index));
@@ -323,6 +333,11 @@ impl MetaState {
         }
     }
 
+    /// Whether `node` has been told (or will be told) to delete this replica.
+    pub fn is_garbage(&self, node: &str, key: &ChunkKey) -> bool {
+        self.garbage.get(node).is_some_and(|set| set.contains(key))
+    }
+
     fn prune_finished_tasks(&mut self) {
         let finished: Vec<String> =
             self.tasks.values().filter(|t| t.state != TaskState::Running).map(|t| t.id.clone()).collect();
@@ -339,6 +354,16 @@ impl MetaState {
             return Err(MetaError::NotUploading { file: file_id.to_string(), state: file.state.as_str().into() });
         }
         Ok(file)
+    }
+}
+
+/// The replica is wanted again (stored anew): it must not be deleted.
+fn unmark_garbage(garbage: &mut BTreeMap<String, BTreeSet<ChunkKey>>, node: &str, key: &ChunkKey) {
+    if let Some(set) = garbage.get_mut(node) {
+        set.remove(key);
+        if set.is_empty() {
+            garbage.remove(node);
+        }
     }
 }
 

@@ -23,6 +23,9 @@ pub struct ClusterOptions {
     pub chunk_size: u64,
     pub heartbeat_ms: u64,
     pub dead_after_ms: u64,
+    /// Extra flags for every controller / data node.
+    pub controller_args: Vec<String>,
+    pub datanode_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +37,8 @@ impl Default for ClusterOptions {
             chunk_size: 4 * MIB as u64,
             heartbeat_ms: 300,
             dead_after_ms: 3000,
+            controller_args: Vec::new(),
+            datanode_args: Vec::new(),
         }
     }
 }
@@ -100,6 +105,7 @@ impl Proc {
 }
 
 pub struct Cluster {
+    pub ctl_addrs: Vec<String>,
     pub dir: PathBuf,
     pub opts: ClusterOptions,
     pub controllers: Vec<Proc>,
@@ -107,6 +113,28 @@ pub struct Cluster {
     pub gateway: Proc,
     pub http: String,
     pub client: reqwest::Client,
+}
+
+fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[String], i: usize) -> Proc {
+    let port = free_port();
+    Proc {
+        name: format!("dn{i}"),
+        program: bin.join("tessera-datanode"),
+        args: vec![
+            format!("--node-id=dn{i}"),
+            format!("--data-root={}", dir.display()),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--controllers={}", ctl_addrs.join(",")),
+            format!("--heartbeat-interval-ms={}", opts.heartbeat_ms),
+            // Ample and equal capacity, so placement does not depend on the test machine's disk.
+            format!("--capacity-bytes={}", 64u64 << 30),
+        ]
+        .into_iter()
+        .chain(opts.datanode_args.iter().cloned())
+        .collect(),
+        log: dir.join("logs").join(format!("dn{i}.log")),
+        child: None,
+    }
 }
 
 fn free_port() -> u16 {
@@ -146,30 +174,15 @@ impl Cluster {
                     format!("--chunk-size={}", opts.chunk_size),
                     format!("--heartbeat-interval-ms={}", opts.heartbeat_ms),
                     format!("--dead-after-ms={}", opts.dead_after_ms),
-                ],
+                ]
+                .into_iter()
+                .chain(opts.controller_args.iter().cloned())
+                .collect(),
                 log: dir.join("logs").join(format!("controller-{id}.log")),
                 child: None,
             });
         }
-        let mut datanodes = Vec::new();
-        for i in 1..=opts.datanodes {
-            let port = free_port();
-            datanodes.push(Proc {
-                name: format!("dn{i}"),
-                program: bin.join("tessera-datanode"),
-                args: vec![
-                    format!("--node-id=dn{i}"),
-                    format!("--data-root={}", dir.display()),
-                    format!("--listen=127.0.0.1:{port}"),
-                    format!("--controllers={}", ctl_addrs.join(",")),
-                    format!("--heartbeat-interval-ms={}", opts.heartbeat_ms),
-                    // Ample and equal capacity, so placement does not depend on the test machine's disk.
-                    format!("--capacity-bytes={}", 64u64 << 30),
-                ],
-                log: dir.join("logs").join(format!("dn{i}.log")),
-                child: None,
-            });
-        }
+        let datanodes = (1..=opts.datanodes).map(|i| datanode_proc(&bin, &dir, &opts, &ctl_addrs, i)).collect();
         let http_port = free_port();
         let gateway = Proc {
             name: "gateway".into(),
@@ -183,6 +196,7 @@ impl Cluster {
             child: None,
         };
         let mut cluster = Cluster {
+            ctl_addrs,
             dir,
             opts,
             controllers,
@@ -197,6 +211,35 @@ impl Cluster {
         cluster.gateway.start();
         cluster.wait_ready().await;
         cluster
+    }
+
+    /// Starts one more data node (dn<N+1>) and returns its id.
+    pub fn add_datanode(&mut self) -> String {
+        let i = self.datanodes.len() + 1;
+        let mut proc = datanode_proc(&bin_dir(), &self.dir, &self.opts, &self.ctl_addrs, i);
+        proc.start();
+        let name = proc.name.clone();
+        self.datanodes.push(proc);
+        name
+    }
+
+    pub async fn summary(&self) -> serde_json::Value {
+        let (status, body) = self.get_json("/admin/summary").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Chunk files (`*.chk`) on a node's disk.
+    pub fn chunk_files(&self, node_id: &str) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for dir in std::fs::read_dir(self.dir.join(node_id)).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "chk") {
+                    files.push(entry.path());
+                }
+            }
+        }
+        files
     }
 
     pub fn url(&self, path: &str) -> String {
