@@ -12,12 +12,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::limits::MAX_GRPC_MESSAGE_BYTES;
 use crate::pb::master_service_client::MasterServiceClient;
-use crate::LEADER_METADATA_KEY;
+use crate::{LEADER_METADATA_KEY, REQUEST_ID_METADATA_KEY};
+
+/// Stamps every attempt of one logical call with the same request id, so a
+/// mutation retried after a leader change is applied once.
+#[derive(Clone)]
+pub struct RequestId(MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for RequestId {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request.metadata_mut().insert(REQUEST_ID_METADATA_KEY, self.0.clone());
+        Ok(request)
+    }
+}
+
+/// The client handed to [`ControlClient::call`]'s closure.
+pub type MasterClient = MasterServiceClient<InterceptedService<Channel, RequestId>>;
 
 /// How a [`ControlClient`] waits and retries.
 #[derive(Debug, Clone)]
@@ -36,7 +54,7 @@ impl Default for RetryPolicy {
             deadline: Duration::from_secs(15),
             attempt_timeout: Duration::from_secs(5),
             initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_millis(200),
         }
     }
 }
@@ -51,7 +69,14 @@ struct Inner {
     policy: RetryPolicy,
     leader: Mutex<Option<String>>,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Controllers that just failed at the transport level. While a new
+    /// leader is elected, followers still name the dead one; trusting them
+    /// would only lead back to it.
+    unreachable: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a controller that refused a connection is skipped.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 
 impl ControlClient {
     /// `controllers` are `host:port` addresses of the controllers' gRPC servers.
@@ -62,6 +87,7 @@ impl ControlClient {
                 policy,
                 leader: Mutex::new(None),
                 channels: Mutex::new(HashMap::new()),
+                unreachable: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -79,26 +105,34 @@ impl ControlClient {
     /// the failure says "no leader here (yet)".
     pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
     where
-        F: FnMut(MasterServiceClient<Channel>) -> Fut,
+        F: FnMut(MasterClient) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let policy = &self.inner.policy;
         let deadline = Instant::now() + policy.deadline;
         let mut backoff = policy.initial_backoff;
         let mut rotation = 0usize;
+        let request_id = MetadataValue::try_from(uuid::Uuid::now_v7().to_string())
+            .map_err(|e| Status::internal(format!("request id: {e}")))?;
         loop {
             let addr = self.target(rotation);
-            let client = MasterServiceClient::new(self.channel(&addr))
+            let client = MasterServiceClient::with_interceptor(self.channel(&addr), RequestId(request_id.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
             let status = match call(client).await {
                 Ok(response) => {
+                    if let Ok(mut map) = self.inner.unreachable.lock() {
+                        map.remove(&addr);
+                    }
                     self.set_leader(Some(addr));
                     return Ok(response.into_inner());
                 }
                 Err(status) => status,
             };
-            let hint = leader_hint(&status).filter(|hint| *hint != addr);
+            if is_transport_failure(&status) {
+                self.mark_unreachable(&addr);
+            }
+            let hint = leader_hint(&status).filter(|hint| *hint != addr && !self.is_unreachable(hint));
             if hint.is_none() && !is_retryable(&status) {
                 return Err(status);
             }
@@ -134,7 +168,27 @@ impl ControlClient {
             return leader;
         }
         let n = self.inner.controllers.len().max(1);
-        self.inner.controllers.get(rotation % n).cloned().unwrap_or_default()
+        // Prefer controllers that did not just refuse us.
+        (0..n)
+            .map(|k| &self.inner.controllers[(rotation + k) % n])
+            .find(|addr| !self.is_unreachable(addr))
+            .or_else(|| self.inner.controllers.get(rotation % n))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn mark_unreachable(&self, addr: &str) {
+        if let Ok(mut map) = self.inner.unreachable.lock() {
+            map.insert(addr.to_string(), Instant::now());
+        }
+    }
+
+    fn is_unreachable(&self, addr: &str) -> bool {
+        self.inner
+            .unreachable
+            .lock()
+            .map(|map| map.get(addr).is_some_and(|t| t.elapsed() < UNREACHABLE_FOR))
+            .unwrap_or(false)
     }
 
     fn set_leader(&self, leader: Option<String>) {
@@ -176,6 +230,15 @@ fn leader_hint(status: &Status) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// The controller could not be reached at all (refused, reset, timed out).
+fn is_transport_failure(status: &Status) -> bool {
+    status.metadata().get(LEADER_METADATA_KEY).is_none()
+        && (matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+            || (matches!(status.code(), Code::Unavailable | Code::Unknown)
+                && !status.message().starts_with("not the leader")
+                && !status.message().starts_with("raft:")))
 }
 
 /// Failures that mean "this controller cannot answer now" rather than "the

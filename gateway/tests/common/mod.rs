@@ -66,7 +66,7 @@ impl Proc {
         self.child = Some(child);
     }
 
-    fn signal(&mut self, signal: &str) {
+    pub fn signal(&mut self, signal: &str) {
         if let Some(child) = &self.child {
             let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
         }
@@ -211,6 +211,51 @@ impl Cluster {
         cluster.gateway.start();
         cluster.wait_ready().await;
         cluster
+    }
+
+    /// The id (1-based) of the controller the summary names as leader.
+    pub async fn leader_id(&self) -> usize {
+        eventually(Duration::from_secs(30), "a controller leader", || async {
+            let (status, s) = self.get_json("/admin/summary").await;
+            if status != 200 {
+                return None;
+            }
+            s["leader"].as_u64().map(|id| id as usize)
+        })
+        .await
+    }
+
+    /// Starts a controller that belongs to no cluster yet (no --peers), to
+    /// be added with `POST /admin/controllers`; returns its id and address.
+    pub fn start_spare_controller(&mut self) -> (usize, String) {
+        let id = self.controllers.len() + 1;
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut proc = Proc {
+            name: format!("controller-{id}"),
+            program: bin_dir().join("tessera-controller"),
+            args: vec![
+                format!("--id={id}"),
+                format!("--listen={addr}"),
+                format!("--data-dir={}", self.dir.join(format!("controller-{id}")).display()),
+                format!("--replication={}", self.opts.replication),
+                format!("--chunk-size={}", self.opts.chunk_size),
+                format!("--heartbeat-interval-ms={}", self.opts.heartbeat_ms),
+                format!("--dead-after-ms={}", self.opts.dead_after_ms),
+            ]
+            .into_iter()
+            .chain(self.opts.controller_args.iter().cloned())
+            .collect(),
+            log: self.dir.join("logs").join(format!("controller-{id}.log")),
+            child: None,
+        };
+        proc.start();
+        self.controllers.push(proc);
+        (id, addr)
+    }
+
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join("logs").join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// Starts one more data node (dn<N+1>) and returns its id.
