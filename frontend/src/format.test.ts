@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { fileIcon, humanBytes, relativeTime, sortFiles, speed } from './format';
+
+describe('format', () => {
+  it('human sizes', () => {
+    expect(humanBytes(0)).toBe('0 B');
+    expect(humanBytes(1536)).toBe('1.50 KiB');
+    expect(humanBytes(50 * 1024 * 1024)).toBe('50.0 MiB');
+    expect(humanBytes(-1)).toBe('—');
+  });
+  it('relative times', () => {
+    const now = Date.parse('2026-01-01T00:10:00Z');
+    expect(relativeTime('2026-01-01T00:09:57Z', now)).toBe('3 s ago');
+    expect(relativeTime('2026-01-01T00:00:00Z', now)).toBe('10 min ago');
+    expect(relativeTime(null, now)).toBe('never');
+  });
+  it('speed and icons', () => {
+    expect(speed(1024 * 1024, 1000)).toBe('1.00 MiB/s');
+    expect(fileIcon('a.PDF')).toBe('📕');
+    expect(fileIcon('noext')).toBe('📦');
+  });
+  it('sorts by each column', () => {
+    const files = [
+      { name: 'b', size: 1, created_at: '2026-01-02T00:00:00Z', replication: 3 },
+      { name: 'A', size: 5, created_at: '2026-01-01T00:00:00Z', replication: 2 },
+    ];
+    expect(sortFiles(files, 'name', true).map((f) => f.name)).toEqual(['A', 'b']);
+    expect(sortFiles(files, 'size', false).map((f) => f.size)).toEqual([5, 1]);
+    expect(sortFiles(files, 'created_at', true).map((f) => f.name)).toEqual(['A', 'b']);
+  });
+});
