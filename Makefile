@@ -6,12 +6,20 @@
 CARGO ?= cargo
 CARGO_FLAGS := --release --workspace --all-targets
 
-.PHONY: run test build setup rust frontend test-rust test-frontend lint fmt clean-data
+.PHONY: run test build setup rust frontend test-rust test-frontend bench bench-quick lint fmt clean-data
 
 run: build
 	./scripts/cluster.sh
 
 test: build test-rust test-frontend
+	python3 bench/bench.py --quick   # smoke test of the benchmark; no timing is asserted
+
+# Full benchmark (under 10 minutes) and a quick one (under 2); figures in target/bench/results.json.
+bench: build
+	python3 bench/bench.py
+
+bench-quick: build
+	python3 bench/bench.py --quick
 
 build: setup rust frontend
 

@@ -100,5 +100,15 @@ Tessera is running.
   Data and logs:    $data   (logs in $data/logs)
 Press Ctrl-C to stop.
 MSG
-wait -n "${pids[@]}" || true
-echo "a cluster process exited; see $data/logs/" >&2
+# Stay up until Ctrl-C, even if a process dies (kill -9 one to watch the
+# cluster heal); report deaths once.
+declare -A reported
+while :; do
+  sleep 1 & wait $! || true
+  for pid in "${pids[@]}"; do
+    if [ -z "${reported[$pid]:-}" ] && ! kill -0 "$pid" 2>/dev/null; then
+      reported[$pid]=1
+      echo "process $pid exited; see $data/logs/" >&2
+    fi
+  done
+done

@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Tessera benchmark: starts a release-built local cluster (3 controllers,
+4 data nodes, gateway) with scripts/cluster.sh, measures the machine's raw
+limits and Tessera's figures in the same run, prints a table and writes
+every figure to target/bench/results.json (flat keys, numbers).
+
+    python3 bench/bench.py --quick   # under 2 minutes (make bench-quick)
+    python3 bench/bench.py           # full, under 10 minutes (make bench)
+"""
+import argparse
+import concurrent.futures as cf
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "target", "bench")
+MIB = 1024 * 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll(what, check, timeout=120.0):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception:
+            pass
+        if time.time() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- raw limits
+def fsync_write(path, size):
+    block = os.urandom(4 * MIB)
+    start = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    return size / MIB / (time.perf_counter() - start)
+
+
+def page_cache_read(path):
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:  # warm
+        while f.read(16 * MIB):
+            pass
+    start = time.perf_counter()
+    with open(path, "rb") as f:
+        while f.read(16 * MIB):
+            pass
+    return size / MIB / (time.perf_counter() - start)
+
+
+def loopback(size):
+    """One TCP stream between two processes (a child sends, we receive)."""
+    port = free_port()
+    server = socket.socket()
+    server.bind(("127.0.0.1", port))
+    server.listen(1)
+    sender = subprocess.Popen([sys.executable, "-c", (
+        "import socket,sys\n"
+        f"s=socket.create_connection(('127.0.0.1',{port}))\n"
+        "b=b'x'*(4<<20)\n"
+        f"n={size}//len(b)\n"
+        "for _ in range(n): s.sendall(b)\n"
+        "s.close()\n")])
+    conn, _ = server.accept()
+    buf = bytearray(4 * MIB)
+    view = memoryview(buf)
+    got = 0
+    start = time.perf_counter()
+    while True:
+        n = conn.recv_into(view)
+        if n == 0:
+            break
+        got += n
+    elapsed = time.perf_counter() - start
+    sender.wait()
+    conn.close()
+    server.close()
+    return got / MIB / elapsed
+
+
+# ------------------------------------------------------------------ cluster
+class Cluster:
+    def __init__(self, data):
+        self.port = free_port()
+        self.base = 20000 + self.port % 20000
+        self.data = data
+        env = dict(os.environ, TESSERA_HTTP_PORT=str(self.port), TESSERA_PORT_BASE=str(self.base),
+                   TESSERA_DATA_DIR=data, TESSERA_HEARTBEAT_INTERVAL_MS="500", TESSERA_DEAD_AFTER_MS="3000",
+                   RUST_LOG="warn")
+        self.proc = subprocess.Popen([os.path.join(ROOT, "scripts", "cluster.sh")], cwd=ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        poll("cluster ready", lambda: self.get("/readyz")[0] == 200)
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+
+    def get(self, path):
+        c = self.conn()
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
+    def json(self, path):
+        status, body = self.get(path)
+        return json.loads(body) if status == 200 else None
+
+    def pid_of(self, pattern):
+        out = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.split()
+        return int(out[0]) if out else None
+
+    def gateway_pid(self):
+        return self.pid_of(f"tessera-gateway --listen 127.0.0.1:{self.port}")
+
+    def controller_pid(self, cid):
+        return self.pid_of(f"tessera-controller --id {cid} --listen 127.0.0.1:{self.base + cid}")
+
+    def restart_controller(self, cid):
+        peers = ",".join(f"{i}=127.0.0.1:{self.base + i}" for i in (1, 2, 3))
+        log = open(os.path.join(self.data, "logs", f"controller-{cid}.log"), "ab")
+        subprocess.Popen([os.path.join(ROOT, "target", "release", "tessera-controller"), "--id", str(cid),
+                          "--listen", f"127.0.0.1:{self.base + cid}", "--peers", peers,
+                          "--data-dir", os.path.join(self.data, f"controller-{cid}")],
+                         stdout=log, stderr=log, start_new_session=True)
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        subprocess.run(["pkill", "-f", "--", f"--data-dir {self.data}/controller-"], check=False)
+
+
+def curl_upload(cluster, path, name):
+    start = time.perf_counter()
+    out = subprocess.run(["curl", "-sS", "-X", "POST", "-T", path, "-H", "Content-Type: application/octet-stream",
+                          f"http://127.0.0.1:{cluster.port}/api/files?name={name}"],
+                         capture_output=True, check=True).stdout
+    return json.loads(out), time.perf_counter() - start
+
+
+def curl_download(cluster, file_id):
+    start = time.perf_counter()
+    subprocess.run(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{cluster.port}/api/files/{file_id}/content"],
+                   check=True)
+    return time.perf_counter() - start
+
+
+class RssWatch(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0, True
+
+    def run(self):
+        while self.running:
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.peak = max(self.peak, int(line.split()[1]) // 1024)
+            except OSError:
+                return
+            time.sleep(0.2)
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] * 1000 if values else 0.0
+
+
+def many_requests(cluster, count, clients, make):
+    """Runs `count` requests over `clients` keep-alive connections; returns (per second, latencies)."""
+    latencies, lock, errors = [], threading.Lock(), []
+    per = [list(range(i, count, clients)) for i in range(clients)]
+
+    def worker(indices):
+        c = cluster.conn()
+        for i in indices:
+            method, path, body = make(i)
+            t = time.perf_counter()
+            c.request(method, path, body=body)
+            r = c.getresponse()
+            data = r.read()
+            if r.status >= 300:
+                errors.append(f"{r.status} {data[:200]!r}")
+            with lock:
+                latencies.append(time.perf_counter() - t)
+        c.close()
+
+    start = time.perf_counter()
+    with cf.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, per))
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    return count / elapsed, latencies
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    quick = args.quick
+    big = (256 if quick else 1024) * MIB
+    small_files = 300 if quick else 2000
+    meta_files = 1000 if quick else 5000
+    kills = 2 if quick else 10
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(dir=OUT, prefix="run-")
+    r = {}
+    try:
+        raw = os.path.join(work, "raw.bin")
+        r["fsync_write_mb_s"] = fsync_write(raw, big)
+        r["page_cache_read_mb_s"] = page_cache_read(raw)
+        r["loopback_mb_s"] = loopback(big)
+        os.remove(raw)
+
+        cluster = Cluster(os.path.join(work, "data"))
+        try:
+            src = os.path.join(work, "big.bin")
+            with open(src, "wb") as f:
+                block = os.urandom(16 * MIB)
+                for _ in range(big // len(block)):
+                    f.write(block)
+            rss = RssWatch(cluster.gateway_pid())
+            rss.start()
+            file, up_s = curl_upload(cluster, src, "big.bin")
+            r["upload_mb_s"] = big / MIB / up_s
+            r["upload_ratio"] = r["upload_mb_s"] / (r["fsync_write_mb_s"] / 3)
+            down_s = min(curl_download(cluster, file["id"]) for _ in range(2))
+            r["download_mb_s"] = big / MIB / down_s
+            r["download_ratio"] = r["download_mb_s"] / r["loopback_mb_s"]
+            rss.running = False
+            r["gateway_peak_rss_mib"] = rss.peak
+
+            payload = os.urandom(64 * 1024)
+            ids = []
+            rate, lat = many_requests(cluster, small_files, 16,
+                                      lambda i: ("POST", f"/api/files?name=small-{i}.bin", payload))
+            r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+            listing = cluster.json("/api/files?limit=1000&q=small-")
+            ids = [f["id"] for f in listing["files"]]
+            rate, lat = many_requests(cluster, small_files, 16,
+                                      lambda i: ("GET", f"/api/files/{ids[i % len(ids)]}/content", None))
+            r["small_download_files_s"], r["small_download_p50_ms"], r["small_download_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+
+            rate, lat = many_requests(cluster, meta_files, 32, lambda i: ("POST", f"/api/files?name=empty-{i}", b""))
+            r["meta_commits_s"], r["meta_p50_ms"], r["meta_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+
+            times = []
+            for k in range(kills):
+                leader = poll("leader", lambda: (cluster.json("/admin/summary") or {}).get("leader"))
+                pid = cluster.controller_pid(leader)
+                os.kill(pid, signal.SIGKILL)
+                killed = time.perf_counter()
+                poll("commit after a leader kill", lambda: cluster.conn() and
+                     post_empty(cluster, f"failover-{k}") == 201, timeout=30)
+                times.append(time.perf_counter() - killed)
+                cluster.restart_controller(leader)
+                poll("controller back", lambda: any(c["id"] == leader and c["role"] == "follower"
+                                                    for c in (cluster.json("/admin/summary") or {}).get("controllers", [])))
+            r["failover_median_s"] = statistics.median(times)
+            r["failover_worst_s"] = max(times)
+
+            if not quick:
+                nodes = cluster.json("/admin/nodes")["nodes"]
+                victim = max(nodes, key=lambda n: n["chunks"])
+                stored = victim["chunks"] * 4 * MIB
+                os.kill(cluster.pid_of(f"tessera-datanode --node-id {victim['node_id']} "), signal.SIGKILL)
+                start = time.perf_counter()
+                poll("node dead", lambda: cluster.json("/admin/summary")["nodes"].get("dead", 0) >= 1, 60)
+                poll("healed", lambda: cluster.json("/admin/summary")["chunks"]["under_replicated"] == 0, 600)
+                r["heal_s"] = time.perf_counter() - start
+                r["heal_mb_s"] = stored / MIB / r["heal_s"]
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({k: round(v, 3) for k, v in r.items()}, f, indent=2, sort_keys=True)
+    limits = {"upload_mb_s": "fsync_write_mb_s / 3", "download_mb_s": "loopback_mb_s"}
+    print(f"{'figure':<26} {'value':>12}")
+    for k in sorted(r):
+        print(f"{k:<26} {r[k]:>12.2f}  {('vs ' + limits[k]) if k in limits else ''}")
+    print(f"\nwritten to {os.path.join(OUT, 'results.json')} ({'quick' if quick else 'full'} mode)")
+
+
+def post_empty(cluster, name):
+    c = cluster.conn()
+    try:
+        c.request("POST", f"/api/files?name={name}", body=b"")
+        resp = c.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    main()
