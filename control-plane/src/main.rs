@@ -48,11 +48,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
+    tessera_proto::shutdown::init_tracing("info,openraft=warn");
     let peers = config.peer_map().map_err(anyhow::Error::msg)?;
 
     let data_dir = config.data_dir();
@@ -107,8 +103,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let rebalance = tokio::spawn(rebalance::run_rebalance_worker(controller.clone(), shutdown.clone()));
     let upload_gc = tokio::spawn(gc::run_upload_gc(controller.clone(), shutdown.clone()));
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    tessera_proto::shutdown::wait_for_signal().await;
     shutdown.cancel();
     let _ = sweep.await;
     let _ = repair.await;
@@ -125,19 +120,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
     drop(controller);
     drop(db);
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -74,9 +74,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    tessera_proto::shutdown::init_tracing("info");
     let listen: std::net::SocketAddr =
         config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
     let store = chunk_store::ChunkStore::open(&config.data_root, &config.node_id)
@@ -126,8 +124,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let beats = tokio::spawn(announcer.run(shutdown.clone()));
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    tessera_proto::shutdown::wait_for_signal().await;
     shutdown.cancel();
     let _ = beats.await;
     let _ = scrubbing.await;
@@ -137,19 +134,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

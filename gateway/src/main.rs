@@ -56,11 +56,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
+    tessera_proto::shutdown::init_tracing("info,tower_http=warn");
     let app = AppState {
         control: ControlClient::new(config.controllers.clone(), RetryPolicy::default()),
         datanodes: DatanodePool::default(),
@@ -75,22 +71,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, static_dir = %config.static_dir.display(), "gateway serving");
-    axum::serve(listener, routes::router(app)).with_graceful_shutdown(wait_for_signal()).await?;
+    axum::serve(listener, routes::router(app))
+        .with_graceful_shutdown(tessera_proto::shutdown::wait_for_signal())
+        .await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    tracing::info!("shutting down");
 }

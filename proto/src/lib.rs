@@ -7,6 +7,7 @@ pub mod config;
 pub mod control_client;
 pub mod ids;
 pub mod limits;
+pub mod shutdown;
 
 /// Client-facing services: `MasterService` (controllers) and `StorageService` (data nodes).
 pub mod pb {
