@@ -101,19 +101,44 @@ async fn killed_nodes_are_re_replicated_and_counts_match_the_disk() {
         .any(|t| t["kind"] == "re-replicate" && t["state"] == "completed"));
     assert_all_download(&cluster, &files).await;
 
+    // dn1 comes back after its chunks were re-replicated: its stale copies
+    // are deleted and every chunk keeps exactly 3 replicas.
+    cluster.datanode("dn1").start();
+    eventually(Duration::from_secs(30), "dn1 back and emptied of unwanted replicas", || async {
+        let healthy = cluster.healthy_nodes().await?;
+        (healthy.contains(&"dn1".to_string()) && cluster.chunk_files("dn1").is_empty()).then_some(())
+    })
+    .await;
+    let back = replica_map(&cluster, &files).await;
+    assert!(back.values().all(|r| r.len() == 3 && !r.contains("dn1")), "extra replicas after dn1 returned");
+    let on_disk: usize = ["dn1", "dn2", "dn3", "dn4"].iter().map(|n| cluster.chunk_files(n).len()).sum();
+    assert_eq!(on_disk, 3 * back.len(), "replica files on disk");
+
     // A second loss: still readable; the summary counts what is on disk.
     cluster.datanode("dn2").kill();
     eventually(Duration::from_secs(20), "dn2 declared dead", || async {
         let s = cluster.summary().await;
-        (s["nodes"]["dead"] == 2).then_some(())
+        // dn1 came back; dn2 is now the one dead node.
+        (s["nodes"]["dead"] == 1 && s["nodes"]["healthy"] == 3).then_some(())
     })
     .await;
     assert_all_download(&cluster, &files).await;
+    // Healed again onto dn1, dn3, dn4; the summary's counts match the disk.
+    wait_fully_replicated(&cluster, Duration::from_secs(90)).await;
+    let live: BTreeSet<&str> = ["dn1", "dn3", "dn4"].into_iter().collect();
+    let last = replica_map(&cluster, &files).await;
+    for ((id, index), replicas) in &last {
+        assert_eq!(replicas.len(), 3, "{id}/{index}");
+        for node in replicas {
+            assert!(live.contains(node.as_str()), "{id}/{index} on {node}");
+            assert!(cluster.chunk_path(node, id, *index).exists(), "{node} lacks {id}/{index}");
+        }
+    }
     let s = cluster.summary().await;
-    let live: BTreeSet<&str> = ["dn3", "dn4"].into_iter().collect();
-    let under = after.values().filter(|r| r.iter().filter(|n| live.contains(n.as_str())).count() < 3).count();
-    assert_eq!(s["chunks"]["under_replicated"].as_u64().unwrap() as usize, under, "{s}");
+    assert_eq!(s["chunks"]["total"].as_u64().unwrap() as usize, last.len(), "{s}");
+    assert_eq!(s["chunks"]["fully_replicated"].as_u64().unwrap() as usize, last.len(), "{s}");
     assert_eq!(s["chunks"]["lost"], 0);
+    assert_all_download(&cluster, &files).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,8 +197,7 @@ async fn simulated_failure_heals_and_recovery_cleans_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_node_receives_replicas_by_rebalance() {
-    let opts = ClusterOptions { datanodes: 3, ..fast_opts() };
-    let mut cluster = Cluster::start("rebalance", opts).await;
+    let mut cluster = Cluster::start("rebalance", fast_opts()).await;
     let files = upload_many(&cluster, 40).await;
     let new_node = cluster.add_datanode();
     let files_ref = &files;
@@ -189,6 +213,8 @@ async fn a_new_node_receives_replicas_by_rebalance() {
                 }
             }
         }
+        let s = cluster.summary().await;
+        assert_eq!(s["chunks"]["under_replicated"], 0, "below RF during a rebalance: {s}");
         let new = stored.get(new_ref.as_str()).copied().unwrap_or(0);
         let max = stored.values().copied().max()?;
         (new > 0 && max - new <= 2 * CHUNK).then_some(())
@@ -212,23 +238,47 @@ async fn scrubber_finds_corruption_and_the_chunk_is_repaired() {
         ..fast_opts()
     };
     let cluster = Cluster::start("scrub", opts).await;
-    let files = upload_many(&cluster, 5).await;
-    let (id, data) = files[4].clone();
+    let files = upload_many(&cluster, 20).await;
     let map = replica_map(&cluster, &files).await;
-    let node = map[&(id.clone(), 1)].iter().next().unwrap().clone();
-    let path = cluster.chunk_path(&node, &id, 1);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[0] ^= 0xff;
-    std::fs::write(&path, &bytes).unwrap();
-    let good = &data[CHUNK as usize..2 * CHUNK as usize];
-    eventually(Duration::from_secs(60), "corrupt replica replaced by a good copy", || async {
+    // Flip bytes in 10 chunk files, each a different chunk.
+    let mut corrupted = Vec::new();
+    for ((id, index), replicas) in map.iter().filter(|((_, i), _)| *i == 0).take(10) {
+        let node = replicas.iter().next().unwrap().clone();
+        let path = cluster.chunk_path(&node, id, *index);
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.is_empty() {
+            continue;
+        }
+        bytes[0] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        corrupted.push((id.clone(), *index, node));
+    }
+    assert_eq!(corrupted.len(), 10);
+    let good = |id: &str, index: u64| -> Vec<u8> {
+        let data = &files.iter().find(|(f, _)| f == id).unwrap().1;
+        let start = (index * CHUNK) as usize;
+        data[start..(start + CHUNK as usize).min(data.len())].to_vec()
+    };
+    eventually(Duration::from_secs(90), "all 10 corrupt replicas found and repaired", || async {
+        // No download returns wrong bytes meanwhile.
+        assert_all_download(&cluster, &files).await;
         let map = replica_map(&cluster, &files).await;
-        let replicas = &map[&(id.clone(), 1)];
-        let all_good = replicas.len() == 3
-            && replicas.iter().all(|n| std::fs::read(cluster.chunk_path(n, &id, 1)).is_ok_and(|b| b == good));
-        all_good.then_some(())
+        let repaired = corrupted.iter().all(|(id, index, _)| {
+            let replicas = &map[&(id.clone(), *index)];
+            replicas.len() == 3
+                && replicas
+                    .iter()
+                    .all(|n| std::fs::read(cluster.chunk_path(n, id, *index)).is_ok_and(|b| b == good(id, *index)))
+        });
+        repaired.then_some(())
     })
     .await;
+    let scrub_reports: usize = cluster
+        .datanodes
+        .iter()
+        .map(|d| cluster.log_of(&d.name).matches("scrubber found a corrupt chunk").count())
+        .sum();
+    assert!(scrub_reports >= 10, "scrubber reported {scrub_reports} corrupt chunks");
     wait_fully_replicated(&cluster, Duration::from_secs(30)).await;
 }
 
