@@ -3,7 +3,7 @@
 // scripts/cluster.sh. Set TESSERA_URL to test a cluster that already runs.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+// Screenshots of both dashboards at desktop and phone width (linked from the README).
+const shots = join(root, 'docs', 'screenshots');
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 const results = [];
 
@@ -98,6 +100,15 @@ async function test(name, fn) {
   }
 }
 
+async function screenshots(page, name) {
+  mkdirSync(shots, { recursive: true });
+  for (const [label, width, height] of [['desktop', 1280, 860], ['phone', 375, 740]]) {
+    await page.setViewportSize({ width, height });
+    await page.screenshot({ path: join(shots, `${name}-${label}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 860 });
+}
+
 function watchConsole(page, errors) {
   page.on('console', (msg) => {
     if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
@@ -152,6 +163,7 @@ try {
     await page.locator('[data-testid=file-row][data-name="notes.txt"]').waitFor({ state: 'detached' });
     await page.locator('[data-testid=file-row][data-name="big-photo.jpg"]').waitFor();
 
+    await screenshots(page, 'user');
     // Phone width still shows the list and the upload button.
     await page.setViewportSize({ width: 375, height: 740 });
     await page.getByRole('button', { name: 'Upload files' }).waitFor();
@@ -177,7 +189,8 @@ try {
     await poll('under-replicated back to 0 without reload', async () => Number(await page.getByTestId('chunks-under').innerText()) === 0, 60000);
 
     await page.getByRole('button', { name: 'Add node' }).click();
-    await poll('a fifth node', async () => (await page.getByTestId('node-row').count()) === 5, 30000);
+    await poll('a fifth node', async () => (await page.getByTestId('node-row').count()) === 5, 90000);
+    await screenshots(page, 'admin');
     if (errors.length) throw new Error(errors.join('\n'));
     await page.close();
   });
