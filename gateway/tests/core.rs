@@ -211,6 +211,21 @@ async fn downloads_survive_a_killed_node_and_a_corrupt_replica() {
         corrupted.iter().any(|bad| !listed.contains(&bad.as_str())).then_some(())
     })
     .await;
+    // Reads keep reporting bad copies and repair replaces them: the chunk
+    // ends with 3 good replicas. (Only then is another fault within RF-1.)
+    let good = data[SMALL_CHUNK as usize..2 * SMALL_CHUNK as usize].to_vec();
+    eventually(Duration::from_secs(60), "chunk back at 3 good replicas", || async {
+        let (status, body) = cluster.download(&id).await;
+        assert_eq!(status, 200);
+        assert_eq!(sha256(&body), sha256(&data), "download with corrupt replicas");
+        let (_, meta) = cluster.get_json(&format!("/api/files/{id}")).await;
+        let listed: Vec<String> =
+            meta["chunks"][1]["replicas"].as_array()?.iter().filter_map(|r| r.as_str().map(String::from)).collect();
+        let all_good = listed.len() == 3
+            && listed.iter().all(|n| std::fs::read(cluster.chunk_path(n, &id, 1)).is_ok_and(|b| b == good));
+        all_good.then_some(())
+    })
+    .await;
 
     // kill -9 one data node: everything still downloads byte-identical.
     cluster.datanode("dn2").kill();

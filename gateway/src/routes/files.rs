@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_proto::pb;
@@ -185,7 +185,15 @@ pub async fn content(
     let mime = mime_guess::from_path(&file.name).first_or_octet_stream();
     let disposition = content_disposition(&file.name);
     let etag = format!("\"{}\"", file.checksum);
-    let body = Body::from_stream(download::stream_range(app, file, start, end));
+    // Fetch the first chunk before answering: if no replica can serve it the
+    // client gets a 503, not a 200 that breaks off.
+    let mut stream = Box::pin(download::stream_range(app, file, start, end));
+    let first = match stream.next().await {
+        Some(Ok(bytes)) => Some(Ok(bytes)),
+        Some(Err(e)) => return Err(ApiError::Unavailable(format!("the file cannot be read now: {e}"))),
+        None => None,
+    };
+    let body = Body::from_stream(futures::stream::iter(first).chain(stream));
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, mime.as_ref())
