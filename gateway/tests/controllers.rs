@@ -243,8 +243,27 @@ async fn a_paused_leader_is_replaced_and_serves_nothing_stale() {
     let new_leader = cluster.leader_id().await;
     assert_ne!(new_leader, leader);
     cluster.controllers[leader - 1].signal("CONT");
-    // The old leader, back, must not serve its stale view: a read through it
-    // either redirects to the new leader or sees the new file.
+    // Asked directly, the old leader must not serve its stale view: a
+    // linearizable read there either redirects (UNAVAILABLE with the new
+    // leader's address) or already sees the new file.
+    let old_addr = cluster.ctl_addrs[leader - 1].clone();
+    let mut direct = tessera_proto::pb::master_service_client::MasterServiceClient::new(
+        tessera_proto::control_client::lazy_channel(&old_addr, Duration::from_secs(10)),
+    );
+    match direct.list_files(tessera_proto::pb::ListFilesRequest { limit: 100, ..Default::default() }).await {
+        Ok(reply) => {
+            let names: Vec<String> = reply.into_inner().files.into_iter().map(|f| f.name).collect();
+            assert!(names.contains(&"during.bin".to_string()), "stale read from a deposed leader: {names:?}");
+        }
+        Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+    }
+    let before_id = file["id"].as_str().unwrap().to_string();
+    let write = direct.delete_file(tessera_proto::pb::DeleteFileRequest { file_id: before_id }).await;
+    match write {
+        Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "a deposed leader took a write"),
+        Ok(_) => panic!("a deposed leader answered a mutating call"),
+    }
+    // Through the gateway, both files are there.
     let (_, page) = cluster.get_json("/api/files").await;
     let names: Vec<&str> = page["files"].as_array().unwrap().iter().filter_map(|f| f["name"].as_str()).collect();
     assert!(names.contains(&"during.bin") && names.contains(&"before.bin"), "{names:?}");
