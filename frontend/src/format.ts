@@ -51,14 +51,15 @@ export function sortFiles<T extends { name: string; size: number; created_at: st
   return ascending ? sorted : sorted.reverse();
 }
 
-/** A small emoji icon for a file type, by extension. */
+/** A short type label shown as the file's icon, by extension (no emoji
+ * font needed). */
 export function fileIcon(name: string): string {
   const ext = name.includes('.') ? name.split('.').pop()!.toLowerCase() : '';
-  if (['png', 'jpg', 'jpeg', 'gif', 'webp', 'svg'].includes(ext)) return '🖼️';
-  if (['mp4', 'mov', 'mkv', 'webm'].includes(ext)) return '🎞️';
-  if (['mp3', 'wav', 'flac', 'ogg'].includes(ext)) return '🎵';
-  if (['zip', 'gz', 'tar', 'xz', '7z'].includes(ext)) return '🗜️';
-  if (['pdf'].includes(ext)) return '📕';
-  if (['txt', 'md', 'csv', 'json', 'log'].includes(ext)) return '📄';
-  return '📦';
+  if (['png', 'jpg', 'jpeg', 'gif', 'webp', 'svg'].includes(ext)) return 'IMG';
+  if (['mp4', 'mov', 'mkv', 'webm'].includes(ext)) return 'VID';
+  if (['mp3', 'wav', 'flac', 'ogg'].includes(ext)) return 'AUD';
+  if (['zip', 'gz', 'tar', 'xz', '7z'].includes(ext)) return 'ZIP';
+  if (['pdf'].includes(ext)) return 'PDF';
+  if (['txt', 'md', 'csv', 'json', 'log'].includes(ext)) return 'TXT';
+  return 'FILE';
 }

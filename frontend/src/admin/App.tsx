@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, type NodeInfo } from '../api';
 import { humanBytes, relativeTime } from '../format';
+import { Cell, Pie, PieChart, Tooltip } from 'recharts';
 
 const POLL_MS = 2000;
 
@@ -77,6 +78,24 @@ export function App() {
               <div className="muted">{humanBytes(s.capacity_bytes - s.used_bytes)} free of {humanBytes(s.capacity_bytes)}</div>
             </Card>
             <Card title="Chunks">
+              <PieChart width={120} height={90} aria-label="Chunk replication chart">
+                <Pie
+                  data={[
+                    { name: 'fully replicated', value: s.chunks.fully_replicated },
+                    { name: 'under-replicated', value: s.chunks.under_replicated },
+                    { name: 'lost', value: s.chunks.lost },
+                  ]}
+                  dataKey="value"
+                  innerRadius={22}
+                  outerRadius={40}
+                  isAnimationActive={false}
+                >
+                  <Cell fill="#3ebd93" />
+                  <Cell fill="#f0b429" />
+                  <Cell fill="#d64545" />
+                </Pie>
+                <Tooltip />
+              </PieChart>
               <div>fully replicated <strong data-testid="chunks-full">{s.chunks.fully_replicated}</strong></div>
               <div>under-replicated <strong data-testid="chunks-under">{s.chunks.under_replicated}</strong></div>
               <div>lost <strong data-testid="chunks-lost">{s.chunks.lost}</strong></div>

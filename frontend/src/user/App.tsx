@@ -208,7 +208,7 @@ export function App() {
                       />
                     </td>
                     <td>
-                      <span aria-hidden="true">{fileIcon(f.name)}</span>{' '}
+                      <span className="type" aria-hidden="true">{fileIcon(f.name)}</span>{' '}
                       <a href={`/api/files/${f.id}/content`} download={f.name}>
                         {f.name}
                       </a>
