@@ -30,7 +30,12 @@ impl Controller {
     pub async fn register_node(&self, reg: Registration) -> Result<(), ControllerError> {
         self.ensure_leader()?;
         tessera_proto::ids::validate_node_id(&reg.node_id).map_err(MetaError::from)?;
-        let is_new = !self.state.read().meta.nodes.contains_key(&reg.node_id);
+        // A node joining a cluster that holds files gets a rebalance pass;
+        // the first nodes of an empty cluster do not need one.
+        let is_new = {
+            let state = self.state.read();
+            !state.meta.nodes.contains_key(&reg.node_id) && !state.meta.files.is_empty()
+        };
         if reg.host.is_empty() || reg.grpc_port == 0 || reg.grpc_port > u32::from(u16::MAX) {
             return Err(MetaError::Invalid(format!("bad address {}:{}", reg.host, reg.grpc_port)).into());
         }

@@ -117,8 +117,11 @@ pub async fn run_rebalance_worker(controller: Arc<Controller>, shutdown: Cancell
         }
         let healthy = controller.healthy_loads();
         let repairs_pending = controller.state.read().meta.replication_stats().under_replicated > 0;
-        // Repair first: moving replicas while chunks lack copies would only compete for bandwidth.
-        if repairs_pending {
+        // Repair and drains first: moving replicas while chunks lack copies
+        // (or while a node drains) would race those copies for the same chunks.
+        let draining = controller.state.read().meta.nodes.values().any(|n| n.health == NodeHealth::Decommissioning);
+        let copying = !controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if repairs_pending || draining || copying {
             continue;
         }
         let requested = controller.rebalance_requested.load(Ordering::Relaxed);

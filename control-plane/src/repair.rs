@@ -141,9 +141,14 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
         }
         let jobs = {
             let busy = in_flight.lock().await;
+            // Chunks another worker (rebalance) is copying right now are left alone.
+            let mut busy_chunks = busy.chunks.clone();
+            busy_chunks.extend(
+                controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(f, i, _)| (*f, *i)),
+            );
             let healthy = controller.healthy_loads();
             let state = controller.state.read();
-            plan_repairs(&state.meta, &healthy, &busy.chunks, &busy.targets, per_node_limit, 256)
+            plan_repairs(&state.meta, &healthy, &busy_chunks, &busy.targets, per_node_limit, 256)
         };
         for job in jobs {
             {

@@ -292,11 +292,15 @@ impl MetaState {
                 let chunk = self.files.get_mut(file_id).and_then(|f| f.chunks.get_mut(index));
                 match chunk {
                     Some(chunk) => {
-                        if !chunk.replicas.contains(node_id) {
+                        // Only a copy that adds a replica may replace one:
+                        // two moves racing to the same target must not
+                        // leave the chunk a copy short.
+                        let added = !chunk.replicas.contains(node_id);
+                        if added {
                             chunk.replicas.push(node_id.clone());
                         }
                         unmark_garbage(&mut self.garbage, node_id, &(*file_id, *index));
-                        if let Some(old) = replaces.as_ref().filter(|old| *old != node_id) {
+                        if let Some(old) = replaces.as_ref().filter(|old| added && *old != node_id) {
                             chunk.replicas.retain(|n| n != old);
                             self.garbage.entry(old.clone()).or_default().insert((*file_id, *index));
                         }
@@ -483,6 +487,19 @@ mod tests {
         s.apply(&Event::ReplicaDropped { file_id: f, index: 0, node_id: "b".into(), reason: "crc".into() }).unwrap();
         assert_eq!(s.files[&f].chunks[&0].replicas, vec!["a".to_string(), "c".to_string()]);
         assert!(s.garbage["b"].contains(&(f, 0)));
+    }
+
+    #[test]
+    fn a_copy_to_a_node_that_already_holds_the_chunk_replaces_nothing() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        stored(&mut s, f, 0, 3);
+        s.apply(&Event::ReplicaAdded { file_id: f, index: 0, node_id: "b".into(), replaces: Some("a".into()) })
+            .unwrap();
+        assert_eq!(s.files[&f].chunks[&0].replicas.len(), 3);
+        s.apply(&Event::ReplicaAdded { file_id: f, index: 0, node_id: "d".into(), replaces: Some("a".into()) })
+            .unwrap();
+        assert_eq!(s.files[&f].chunks[&0].replicas, vec!["b".to_string(), "c".to_string(), "d".to_string()]);
     }
 
     #[test]
