@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -67,6 +68,20 @@ impl Controller {
             // Someone else initialised first: that is the goal anyway.
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(ControllerError::Raft(e.to_string())),
+        }
+    }
+
+    /// For the leader-only workers: waits `period`, then until this
+    /// controller leads; false once shutdown is requested.
+    pub async fn next_leader_tick(&self, period: std::time::Duration, shutdown: &CancellationToken) -> bool {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(period) => {}
+            }
+            if self.is_leader() {
+                return true;
+            }
         }
     }
 

@@ -26,12 +26,8 @@ pub async fn run_upload_gc(controller: Arc<Controller>, shutdown: CancellationTo
     let grace_ms = controller.config.upload_grace_ms as i64;
     let period = Duration::from_millis((controller.config.upload_grace_ms / 4).clamp(200, 30_000));
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        if !controller.is_leader() {
-            continue;
+        if !controller.next_leader_tick(period, &shutdown).await {
+            return;
         }
         let stale = abandoned_uploads(&controller.state.read().meta, tessera_proto::now_ms(), grace_ms);
         for file_id in stale {

@@ -108,12 +108,8 @@ pub fn plan_rebalance(
 pub async fn run_rebalance_worker(controller: Arc<Controller>, shutdown: CancellationToken) {
     let copies = Arc::new(Semaphore::new(controller.config.repair_copies_per_node.max(1)));
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        if !controller.is_leader() {
-            continue;
+        if !controller.next_leader_tick(Duration::from_secs(1), &shutdown).await {
+            return;
         }
         let healthy = controller.healthy_loads();
         let repairs_pending = controller.state.read().meta.replication_stats().under_replicated > 0;

@@ -132,12 +132,8 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
     let in_flight = Arc::new(Mutex::new(InFlight::default()));
     let per_node_limit = controller.config.repair_copies_per_node.max(1);
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        if !controller.is_leader() {
-            continue;
+        if !controller.next_leader_tick(Duration::from_millis(500), &shutdown).await {
+            return;
         }
         let jobs = {
             let busy = in_flight.lock().await;
