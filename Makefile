@@ -6,13 +6,17 @@
 CARGO ?= cargo
 CARGO_FLAGS := --release --workspace --all-targets
 
-.PHONY: run test build setup rust frontend test-rust test-frontend bench bench-quick lint fmt clean-data
+.PHONY: run test build setup rust frontend test-rust test-frontend test-api-fuzz bench bench-quick lint fmt clean-data
 
 run: build
 	./scripts/cluster.sh
 
-test: build test-rust test-frontend
+test: build test-rust test-frontend test-api-fuzz
 	python3 bench/bench.py --quick   # smoke test of the benchmark; no timing is asserted
+
+# schemathesis against /api/openapi.json on a real cluster, for a bounded time.
+test-api-fuzz:
+	python3 scripts/fuzz_api.py --seconds 60
 
 # Full benchmark (under 10 minutes) and a quick one (under 2); figures in target/bench/results.json.
 bench: build

@@ -27,6 +27,9 @@ OUT = os.path.join(ROOT, "target", "bench")
 MIB = 1024 * 1024
 
 
+ADMIN_PASSWORD = "bench-admin-password"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,17 +112,30 @@ class Cluster:
         self.data = data
         env = dict(os.environ, TESSERA_HTTP_PORT=str(self.port), TESSERA_PORT_BASE=str(self.base),
                    TESSERA_DATA_DIR=data, TESSERA_HEARTBEAT_INTERVAL_MS="500", TESSERA_DEAD_AFTER_MS="3000",
-                   RUST_LOG="warn")
+                   TESSERA_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG="warn")
         self.proc = subprocess.Popen([os.path.join(ROOT, "scripts", "cluster.sh")], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.headers = {}
         poll("cluster ready", lambda: self.get("/readyz")[0] == 200)
+        # cluster.sh creates the admin once the cluster is ready.
+        self.token = poll("admin sign-in", self.login)
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def login(self):
+        c = self.conn()
+        c.request("POST", "/api/auth/login", body=json.dumps({"username": "admin", "password": ADMIN_PASSWORD}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return json.loads(body)["token"] if r.status == 200 else None
 
     def conn(self):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
 
     def get(self, path):
         c = self.conn()
-        c.request("GET", path)
+        c.request("GET", path, headers=self.headers)
         r = c.getresponse()
         body = r.read()
         c.close()
@@ -144,7 +160,8 @@ class Cluster:
         log = open(os.path.join(self.data, "logs", f"controller-{cid}.log"), "ab")
         subprocess.Popen([os.path.join(ROOT, "target", "release", "tessera-controller"), "--id", str(cid),
                           "--listen", f"127.0.0.1:{self.base + cid}", "--peers", peers,
-                          "--data-dir", os.path.join(self.data, f"controller-{cid}")],
+                          "--data-dir", os.path.join(self.data, f"controller-{cid}"),
+                          "--tls-dir", os.path.join(self.data, "tls")],
                          stdout=log, stderr=log, start_new_session=True)
 
     def stop(self):
@@ -162,6 +179,7 @@ class Cluster:
 def curl_upload(cluster, path, name):
     start = time.perf_counter()
     out = subprocess.run(["curl", "-sS", "-X", "POST", "-T", path, "-H", "Content-Type: application/octet-stream",
+                          "-H", f"Authorization: Bearer {cluster.token}",
                           f"http://127.0.0.1:{cluster.port}/api/files?name={name}"],
                          capture_output=True, check=True).stdout
     return json.loads(out), time.perf_counter() - start
@@ -169,7 +187,8 @@ def curl_upload(cluster, path, name):
 
 def curl_download(cluster, file_id):
     start = time.perf_counter()
-    subprocess.run(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{cluster.port}/api/files/{file_id}/content"],
+    subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {cluster.token}",
+                    f"http://127.0.0.1:{cluster.port}/api/files/{file_id}/content"],
                    check=True)
     return time.perf_counter() - start
 
@@ -206,7 +225,7 @@ def many_requests(cluster, count, clients, make):
         for i in indices:
             method, path, body = make(i)
             t = time.perf_counter()
-            c.request(method, path, body=body)
+            c.request(method, path, body=body, headers=cluster.headers)
             r = c.getresponse()
             data = r.read()
             if r.status >= 300:
@@ -317,7 +336,7 @@ def main():
 def post_empty(cluster, name):
     c = cluster.conn()
     try:
-        c.request("POST", f"/api/files?name={name}", body=b"")
+        c.request("POST", f"/api/files?name={name}", body=b"", headers=cluster.headers)
         resp = c.getresponse()
         resp.read()
         return resp.status

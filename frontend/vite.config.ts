@@ -23,6 +23,7 @@ export default defineConfig({
       '/admin/nodes': 'http://127.0.0.1:8080',
       '/admin/rebalances': 'http://127.0.0.1:8080',
       '/admin/controllers': 'http://127.0.0.1:8080',
+      '/admin/users': 'http://127.0.0.1:8080',
     },
   },
   test: { include: ['src/**/*.test.ts'] },

@@ -9,6 +9,11 @@
 #   TESSERA_DATA_DIR     data directory; chunks at DATA/<node_id>/<file_id>/<i>.chk (./data)
 #   TESSERA_STATIC_DIR   built dashboards                    (frontend/dist)
 #   TESSERA_DATANODES    number of data nodes                (4)
+#   TESSERA_ADMIN_PASSWORD  password of the first admin, `admin`, created once
+#                        the cluster is up (default: generated on first start,
+#                        printed once and kept in DATA/admin-password)
+#   TESSERA_INSECURE=1   plaintext gRPC (default: mutual TLS with certificates
+#                        made on first start in DATA/tls by `tessera-admin certs`)
 #   TESSERA_HEARTBEAT_INTERVAL_MS, TESSERA_DEAD_AFTER_MS, TESSERA_REPLICATION,
 #   TESSERA_CHUNK_SIZE   passed through to the services
 set -euo pipefail
@@ -24,9 +29,22 @@ mkdir -p "$data/logs" "$data/pids"
 data=$(cd "$data" && pwd)
 rm -f "$data"/pids/*.pid
 
-for b in tessera-controller tessera-datanode tessera-gateway; do
+for b in tessera-controller tessera-datanode tessera-gateway tessera-admin; do
   [ -x "$bin/$b" ] || { echo "missing $bin/$b: run 'make build' first" >&2; exit 1; }
 done
+
+# Mutual TLS between the services: a cluster CA and certificates, made once.
+# Every service (and add-datanode.sh, run by the gateway) reads TESSERA_TLS_DIR.
+case "${TESSERA_INSECURE:-}" in
+  1|true|yes) unset TESSERA_TLS_DIR; echo "warning: TESSERA_INSECURE is set: gRPC between the services is plaintext" >&2 ;;
+  *)
+    if [ ! -f "$data/tls/ca.pem" ]; then
+      "$bin/tessera-admin" certs --out "$data/tls" >/dev/null
+      echo "made a cluster CA and service certificates in $data/tls"
+    fi
+    export TESSERA_TLS_DIR="$data/tls"
+    ;;
+esac
 
 pids=()
 stop() {
@@ -90,12 +108,29 @@ for _ in $(seq 600); do
 done
 [ $ready = 1 ] || { echo "cluster not ready after 60 s; see $data/logs/" >&2; exit 1; }
 
+# The first admin. The password is printed once, when it is made.
+password_file="$data/admin-password"
+password_note="the password is in $password_file"
+if [ -n "${TESSERA_ADMIN_PASSWORD:-}" ]; then
+  printf '%s\n' "$TESSERA_ADMIN_PASSWORD" >"$password_file"
+  chmod 600 "$password_file"
+  password_note="the password is \$TESSERA_ADMIN_PASSWORD"
+elif [ ! -s "$password_file" ]; then
+  (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$password_file")
+  password_note="password: $(cat "$password_file")   (printed once; kept in $password_file)"
+fi
+"$bin/tessera-admin" --controllers "$controllers" users create admin --role admin \
+  --password-file "$password_file" --if-missing >/dev/null
+
 cat <<MSG
 
 Tessera is running.
   User dashboard:   $url/
   Admin dashboard:  $url/admin
-  HTTP API:         $url/api/files   (e.g. curl --data-binary @file.bin "$url/api/files?name=file.bin")
+  Sign in as:       admin   ($password_note)
+  HTTP API:         $url/api/files   (API docs: $url/api/openapi.json); with a token, e.g.
+                    TOKEN=\$(target/release/tessera-admin --controllers $controllers ${TESSERA_TLS_DIR:+--tls-dir $TESSERA_TLS_DIR} tokens create admin)
+                    curl -H "Authorization: Bearer \$TOKEN" --data-binary @file.bin "$url/api/files?name=file.bin"
   Controllers:      $controllers
   Data and logs:    $data   (logs in $data/logs)
 Press Ctrl-C to stop.

@@ -28,3 +28,13 @@ if [ -f frontend/package.json ]; then
     (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi
+
+# schemathesis (API fuzzing in `make test`), pinned, in a private venv.
+schemathesis_version=4.32.5
+venv=target/venv
+if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; then
+  echo "setup: schemathesis $schemathesis_version (pip, in $venv)"
+  mkdir -p target
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi

@@ -44,7 +44,7 @@ impl Controller {
         let nodes = self.list_nodes().await?;
         let state = self.state.read();
         let stats = state.meta.replication_stats();
-        let usage = state.meta.usage();
+        let usage = state.meta.usage("");
         let mut summary = pb::ClusterSummary {
             chunks_total: stats.total,
             chunks_fully_replicated: stats.fully_replicated,

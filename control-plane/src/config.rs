@@ -18,6 +18,9 @@ pub struct Config {
     #[arg(long, env = "TESSERA_CONFIG")]
     pub config: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub tls: tessera_proto::tls::TlsArgs,
+
     /// This controller's Raft id (a positive integer, unique in the cluster).
     #[arg(long, env = "TESSERA_CONTROLLER_ID")]
     pub id: u64,

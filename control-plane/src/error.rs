@@ -23,6 +23,16 @@ pub enum MetaError {
     Invalid(String),
     #[error("only {healthy} healthy data nodes, but the replication factor is {replication}")]
     NotEnoughNodes { healthy: usize, replication: usize },
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("no such user: {0}")]
+    UserNotFound(String),
+    #[error("no such token")]
+    TokenNotFound,
+    #[error("the token is unknown, revoked or expired")]
+    Unauthenticated,
+    #[error("quota exceeded: {user} stores {used} of {quota} bytes; {more} more bytes do not fit")]
+    QuotaExceeded { user: String, used: u64, quota: u64, more: u64 },
 }
 
 #[derive(Debug, Error)]
@@ -48,6 +58,10 @@ impl ControllerError {
                     MetaError::NotUploading { .. } | MetaError::IncompleteUpload { .. } => Status::aborted(msg),
                     MetaError::Invalid(_) => Status::invalid_argument(msg),
                     MetaError::NotEnoughNodes { .. } => Status::failed_precondition(msg),
+                    MetaError::UserExists(_) => Status::already_exists(msg),
+                    MetaError::UserNotFound(_) | MetaError::TokenNotFound => Status::not_found(msg),
+                    MetaError::Unauthenticated => Status::unauthenticated(msg),
+                    MetaError::QuotaExceeded { .. } => Status::resource_exhausted(msg),
                 }
             }
             ControllerError::NotLeader { leader_addr } => {

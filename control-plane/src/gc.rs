@@ -50,8 +50,15 @@ mod tests {
         let young = Uuid::now_v7();
         let done = Uuid::now_v7();
         for (id, at) in [(old, 0), (young, 900), (done, 0)] {
-            meta.apply(&Event::FileCreated { file_id: id, name: "f".into(), chunk_size: 4, replication: 3, at_ms: at })
-                .unwrap();
+            meta.apply(&Event::FileCreated {
+                file_id: id,
+                name: "f".into(),
+                chunk_size: 4,
+                replication: 3,
+                at_ms: at,
+                owner: String::new(),
+            })
+            .unwrap();
         }
         meta.apply(&Event::FileCommitted { file_id: done, size: 0, total_chunks: 0, checksum: "x".into(), at_ms: 1 })
             .unwrap();

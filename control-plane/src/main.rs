@@ -6,6 +6,7 @@
 //! Shutdown (SIGINT/SIGTERM): stop workers, stop serving, shut Raft down,
 //! then drop RocksDB (flushed on drop).
 
+mod accounts;
 mod admin;
 mod api;
 mod cluster;
@@ -50,6 +51,11 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     tessera_proto::shutdown::init_tracing("info,openraft=warn");
     let peers = config.peer_map().map_err(anyhow::Error::msg)?;
+    let tls = config.tls.load("controller")?;
+    if tls.is_none() {
+        tracing::warn!("--insecure: gRPC is plaintext and unauthenticated");
+    }
+    tessera_proto::tls::install(tls.as_ref());
 
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
@@ -82,7 +88,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let server = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        server = server.tls_config(tls.server_config()).context("configuring TLS")?;
+    }
+    let server = server
         .add_service(
             MasterServiceServer::new(api::master::MasterApi::new(controller.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)

@@ -188,6 +188,7 @@ mod tests {
                 created_at_ms: 0,
                 checksum: String::new(),
                 chunks,
+                owner: String::new(),
             },
         );
         let healthy = vec![load("a"), load("b"), load("c"), load("d")];

@@ -274,6 +274,7 @@ mod tests {
                 created_at_ms: 0,
                 checksum: String::new(),
                 chunks: records,
+                owner: String::new(),
             },
         );
         meta

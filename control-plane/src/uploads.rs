@@ -20,6 +20,10 @@ pub struct PlanRequest {
     pub first_chunk: u32,
     pub chunk_count: u32,
     pub exclude_nodes: Vec<String>,
+    /// The user the new file belongs to (empty: none).
+    pub owner: String,
+    /// Expected file size if known, checked against the owner's quota.
+    pub size_hint: u64,
     /// Becomes the id of a new file, so a retried plan finds the file its
     /// first attempt created instead of creating another.
     pub request_id: Option<Uuid>,
@@ -65,6 +69,15 @@ impl Controller {
             }
             None => {
                 tessera_proto::ids::validate_file_name(&req.name).map_err(MetaError::from)?;
+                {
+                    let state = self.state.read();
+                    if !req.owner.is_empty() && !state.meta.users.contains_key(&req.owner) {
+                        return Err(MetaError::UserNotFound(req.owner.clone()).into());
+                    }
+                    // Refused before a byte is sent; CommitFile checks again
+                    // with the real size.
+                    state.meta.check_quota(&req.owner, req.size_hint)?;
+                }
                 (self.config.chunk_size, self.config.replication)
             }
         };
@@ -89,6 +102,7 @@ impl Controller {
                     chunk_size,
                     replication,
                     at_ms: tessera_proto::now_ms(),
+                    owner: req.owner.clone(),
                 };
                 match self.propose_request(created, req.request_id).await {
                     Ok(()) => {}
@@ -157,7 +171,17 @@ impl Controller {
             return Err(MetaError::Invalid("checksum must be a hex SHA-256".into()).into());
         }
         let committed = Event::FileCommitted { file_id, size, total_chunks, checksum, at_ms: tessera_proto::now_ms() };
-        self.propose_request(committed, request_id).await?;
+        match self.propose_request(committed, request_id).await {
+            Ok(()) => {}
+            // Over quota: the upload is dropped, so nothing of it stays behind.
+            Err(ControllerError::Meta(e @ MetaError::QuotaExceeded { .. })) => {
+                if let Err(abort) = self.abort_upload(file_id, None).await {
+                    tracing::warn!(file = %file_id, error = %abort, "could not drop an upload over quota");
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e),
+        }
         let state = self.state.read();
         state.meta.committed_file(&file_id).cloned().ok_or_else(|| MetaError::FileNotFound(file_id.to_string()).into())
     }
@@ -181,11 +205,17 @@ impl Controller {
         }
     }
 
-    /// Deletes a committed file: gone from listings as soon as this returns.
-    pub async fn delete_file(&self, file_id: Uuid, request_id: Option<Uuid>) -> Result<(), ControllerError> {
+    /// Deletes a committed file of `owner` (of anyone if empty): gone from
+    /// listings as soon as this returns.
+    pub async fn delete_file(
+        &self,
+        file_id: Uuid,
+        owner: &str,
+        request_id: Option<Uuid>,
+    ) -> Result<(), ControllerError> {
         self.ensure_leader()?;
         let retried = request_id.is_some_and(|id| self.state.read().requests.get(&id).is_some());
-        if !retried && self.state.read().meta.committed_file(&file_id).is_none() {
+        if !retried && self.state.read().meta.visible_file(&file_id, owner).is_none() {
             return Err(MetaError::FileNotFound(file_id.to_string()).into());
         }
         self.propose_request(Event::FileDeleted { file_id }, request_id).await

@@ -33,6 +33,8 @@ struct Config {
     /// File of `TESSERA_*=value` lines read before the environment.
     #[arg(long, env = "TESSERA_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: tessera_proto::tls::TlsArgs,
     /// This node's id (A-Z, a-z, 0-9, '-', '_'; at most 64).
     #[arg(long, env = "TESSERA_NODE_ID")]
     node_id: String,
@@ -75,6 +77,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     tessera_proto::shutdown::init_tracing("info");
+    let tls = config.tls.load("datanode")?;
+    if tls.is_none() {
+        tracing::warn!("--insecure: gRPC is plaintext and unauthenticated");
+    }
+    tessera_proto::tls::install(tls.as_ref());
     let listen: std::net::SocketAddr =
         config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
     let store = chunk_store::ChunkStore::open(&config.data_root, &config.node_id)
@@ -89,7 +96,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let api = service::StorageApi::new(config.node_id.clone(), store.clone(), capacity_bytes, failed.clone());
-    let server = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        server = server.tls_config(tls.server_config()).context("configuring TLS")?;
+    }
+    let server = server
         .add_service(
             StorageServiceServer::new(api)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)

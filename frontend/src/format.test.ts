@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fileIcon, humanBytes, relativeTime, sortFiles, speed } from './format';
+import { expiresIn, fileIcon, humanBytes, relativeTime, sortFiles, speed } from './format';
 
 describe('format', () => {
   it('human sizes', () => {
@@ -27,5 +27,14 @@ describe('format', () => {
     expect(sortFiles(files, 'name', true).map((f) => f.name)).toEqual(['A', 'b']);
     expect(sortFiles(files, 'size', false).map((f) => f.size)).toEqual([5, 1]);
     expect(sortFiles(files, 'created_at', true).map((f) => f.name)).toEqual(['A', 'b']);
+  });
+  it('expiry times', () => {
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(expiresIn(null, now)).toBe('never');
+    expect(expiresIn('2025-12-31T23:59:00Z', now)).toBe('expired');
+    expect(expiresIn('2026-01-01T00:00:30Z', now)).toBe('in 30 s');
+    expect(expiresIn('2026-01-01T00:05:00Z', now)).toBe('in 5 min');
+    expect(expiresIn('2026-01-08T00:00:00Z', now)).toBe('in 7 d');
+    expect(expiresIn('garbage', now)).toBe('—');
   });
 });

@@ -63,3 +63,16 @@ export function fileIcon(name: string): string {
   if (['txt', 'md', 'csv', 'json', 'log'].includes(ext)) return 'TXT';
   return 'FILE';
 }
+
+/** When something expires: "never" (null), "expired", or "in 5 min". */
+export function expiresIn(iso: string | null, now: number = Date.now()): string {
+  if (!iso) return 'never';
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return '—';
+  const seconds = Math.round((at - now) / 1000);
+  if (seconds <= 0) return 'expired';
+  if (seconds < 60) return `in ${seconds} s`;
+  if (seconds < 3600) return `in ${Math.floor(seconds / 60)} min`;
+  if (seconds < 86400) return `in ${Math.floor(seconds / 3600)} h`;
+  return `in ${Math.floor(seconds / 86400)} d`;
+}

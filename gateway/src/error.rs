@@ -5,13 +5,36 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 use tonic::Code;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: bad_request, unauthorized, forbidden,
+    /// not_found, conflict, too_large, range_not_satisfiable,
+    /// too_many_requests, insufficient_nodes, unavailable, internal.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -32,6 +55,9 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -49,12 +75,23 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "request failed");
         }
-        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
+        let body = Json(ErrorBody { error: ErrorDetail { code: code.to_string(), message: self.to_string() } });
         let mut response = (status, body).into_response();
-        if let ApiError::RangeNotSatisfiable { size } = self {
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
+        match self {
+            ApiError::RangeNotSatisfiable { size } => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                }
             }
+            ApiError::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tessera\""));
+            }
+            ApiError::TooManyRequests(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
+            _ => {}
         }
         response
     }
@@ -65,6 +102,8 @@ impl From<tonic::Status> for ApiError {
         let message = status.message().to_string();
         match status.code() {
             Code::NotFound => ApiError::NotFound(message),
+            Code::Unauthenticated => ApiError::Unauthorized(message),
+            Code::PermissionDenied => ApiError::Forbidden(message),
             Code::InvalidArgument => ApiError::BadRequest(message),
             Code::FailedPrecondition => ApiError::InsufficientNodes(message),
             Code::Aborted | Code::AlreadyExists => ApiError::Conflict(message),
@@ -88,6 +127,9 @@ mod tests {
             (Code::Aborted, StatusCode::CONFLICT),
             (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
             (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+            (Code::Unauthenticated, StatusCode::UNAUTHORIZED),
+            (Code::PermissionDenied, StatusCode::FORBIDDEN),
+            (Code::ResourceExhausted, StatusCode::PAYLOAD_TOO_LARGE),
         ];
         for (code, status) in cases {
             assert_eq!(ApiError::from(tonic::Status::new(code, "x")).status_and_code().0, status, "{code:?}");

@@ -3,6 +3,7 @@
 //! Start-up: build the controller client and the data node pool, bind, serve.
 //! Shutdown (SIGINT/SIGTERM): stop accepting, let requests in flight finish.
 
+mod auth;
 mod clients;
 mod dashboard;
 mod error;
@@ -11,7 +12,6 @@ mod routes;
 mod state;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -28,6 +28,8 @@ struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "TESSERA_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    #[command(flatten)]
+    tls: tessera_proto::tls::TlsArgs,
     /// Controller addresses, comma-separated host:port.
     #[arg(long, env = "TESSERA_CONTROLLERS", value_delimiter = ',', required = true)]
     controllers: Vec<String>,
@@ -47,6 +49,15 @@ struct Config {
     /// prints the new node's id. Unset: the endpoint explains how.
     #[arg(long, env = "TESSERA_ADD_NODE_COMMAND")]
     add_node_command: Option<String>,
+    /// Hours a dashboard sign-in lasts.
+    #[arg(long, env = "TESSERA_SESSION_TTL_HOURS", default_value_t = 168)]
+    session_ttl_hours: u64,
+    /// Mark the session cookie `Secure` (set it when users reach the gateway over HTTPS).
+    #[arg(long, env = "TESSERA_SECURE_COOKIES")]
+    secure_cookies: bool,
+    /// Sign-in attempts per minute per client address and user name.
+    #[arg(long, env = "TESSERA_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    login_attempts_per_minute: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,22 +68,30 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     tessera_proto::shutdown::init_tracing("info,tower_http=warn");
-    let app = AppState {
-        control: ControlClient::new(config.controllers.clone(), RetryPolicy::default()),
-        datanodes: DatanodePool::default(),
-        settings: Arc::new(Settings {
+    let tls = config.tls.load("gateway")?;
+    if tls.is_none() {
+        tracing::warn!("--insecure: gRPC to the controllers and data nodes is plaintext and unauthenticated");
+    }
+    tessera_proto::tls::install(tls.as_ref());
+    let app = AppState::new(
+        ControlClient::new(config.controllers.clone(), RetryPolicy::default()),
+        DatanodePool::default(),
+        Settings {
             chunks_in_flight: config.chunks_in_flight.max(1),
             download_window: config.download_window.max(1),
             max_upload_bytes: config.max_upload_bytes,
             static_dir: config.static_dir.clone(),
             add_node_command: config.add_node_command.clone(),
-        }),
-    };
+            session_ttl: std::time::Duration::from_secs(config.session_ttl_hours.max(1) * 3600),
+            secure_cookies: config.secure_cookies,
+            login_attempts_per_minute: config.login_attempts_per_minute,
+        },
+    );
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, static_dir = %config.static_dir.display(), "gateway serving");
-    axum::serve(listener, routes::router(app))
-        .with_graceful_shutdown(tessera_proto::shutdown::wait_for_signal())
-        .await?;
+    // The client address keys the sign-in rate limit.
+    let service = routes::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(tessera_proto::shutdown::wait_for_signal()).await?;
     Ok(())
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use tessera_proto::control_client::{lazy_channel, ControlClient};
 use tonic::transport::Channel;
 
+use crate::auth::LoginLimiter;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub chunks_in_flight: usize,
@@ -16,6 +18,27 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     pub static_dir: PathBuf,
     pub add_node_command: Option<String>,
+    /// How long a dashboard sign-in lasts.
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` (behind HTTPS).
+    pub secure_cookies: bool,
+    pub login_attempts_per_minute: u32,
+}
+
+impl Settings {
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Settings {
+            chunks_in_flight: 2,
+            download_window: 2,
+            max_upload_bytes: 1 << 30,
+            static_dir: PathBuf::from("/nonexistent"),
+            add_node_command: None,
+            session_ttl: Duration::from_secs(3600),
+            secure_cookies: false,
+            login_attempts_per_minute: 10,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -23,6 +46,14 @@ pub struct AppState {
     pub control: ControlClient,
     pub datanodes: DatanodePool,
     pub settings: Arc<Settings>,
+    pub login_limiter: LoginLimiter,
+}
+
+impl AppState {
+    pub fn new(control: ControlClient, datanodes: DatanodePool, settings: Settings) -> Self {
+        let login_limiter = LoginLimiter::new(settings.login_attempts_per_minute);
+        Self { control, datanodes, settings: Arc::new(settings), login_limiter }
+    }
 }
 
 /// One lazily connected HTTP/2 channel per data node address, shared by

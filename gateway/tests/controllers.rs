@@ -258,7 +258,8 @@ async fn a_paused_leader_is_replaced_and_serves_nothing_stale() {
         Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
     }
     let before_id = file["id"].as_str().unwrap().to_string();
-    let write = direct.delete_file(tessera_proto::pb::DeleteFileRequest { file_id: before_id }).await;
+    let write =
+        direct.delete_file(tessera_proto::pb::DeleteFileRequest { file_id: before_id, owner: String::new() }).await;
     match write {
         Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "a deposed leader took a write"),
         Ok(_) => panic!("a deposed leader answered a mutating call"),

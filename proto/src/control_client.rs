@@ -210,9 +210,12 @@ impl ControlClient {
 }
 
 /// A lazily connecting channel to `host:port`. Connecting fails fast so a
-/// dead peer is skipped quickly; `timeout` bounds each call.
+/// dead peer is skipped quickly; `timeout` bounds each call. With this
+/// process's [`crate::tls::install`]ed client TLS, the channel is mutual TLS.
 pub fn lazy_channel(addr: &str, timeout: Duration) -> Channel {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    let tls = crate::tls::client_config();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .unwrap_or_else(|_| Endpoint::from_static("http://invalid.invalid:1"))
         .connect_timeout(Duration::from_millis(500))
         .timeout(timeout)
@@ -220,6 +223,17 @@ pub fn lazy_channel(addr: &str, timeout: Duration) -> Channel {
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
+    if let Some(tls) = tls {
+        endpoint = match endpoint.clone().tls_config(tls.clone()) {
+            Ok(secured) => secured,
+            Err(e) => {
+                // Never fall back to plaintext: a channel that cannot be
+                // secured points nowhere, and every call on it fails.
+                tracing::error!(%addr, error = %e, "cannot configure TLS for this channel");
+                Endpoint::from_static("https://invalid.invalid:1")
+            }
+        };
+    }
     endpoint.connect_lazy()
 }
 

@@ -21,6 +21,10 @@ pub enum IdError {
     NameTooLong(usize),
     #[error("file name must not contain '/', '\\\\', '..' or control characters (NUL included)")]
     BadNameCharacters,
+    #[error(
+        "user name {0:?} is not valid (1-64 characters of a-z, 0-9, '.', '-' or '_', starting with a letter or digit)"
+    )]
+    BadUsername(String),
 }
 
 /// A new, time-ordered file id.
@@ -66,6 +70,28 @@ pub fn validate_file_name(name: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Checks a user name: it appears in URLs, logs and token listings.
+pub fn validate_username(s: &str) -> Result<(), IdError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError::BadUsername(truncate(s)))
+    }
+}
+
+/// `<node_id>/<file_id>/<index>.chk`, relative to a data root, built from
+/// wire strings. Every component is validated first, so the result never
+/// leaves the data root: no `..`, no absolute part, no NUL.
+pub fn chunk_relative_path(node_id: &str, file_id: &str, index: u32) -> Result<std::path::PathBuf, IdError> {
+    validate_node_id(node_id)?;
+    let file_id = parse_file_id(file_id)?;
+    Ok(std::path::Path::new(node_id).join(file_id.hyphenated().to_string()).join(format!("{index}.chk")))
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
@@ -96,6 +122,58 @@ mod tests {
         assert!(validate_node_id("node_2-b").is_ok());
         for bad in ["", "..", "a/b", "/abs", "a\0", &"x".repeat(65)] {
             assert!(validate_node_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn usernames() {
+        for good in ["admin", "alice", "bob.smith", "u_2-x", "7eleven"] {
+            assert!(validate_username(good).is_ok(), "{good:?} refused");
+        }
+        for bad in ["", "Alice", ".hidden", "-x", "a/b", "../x", "a b", "a\0", &"a".repeat(65)] {
+            assert!(validate_username(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn chunk_paths_stay_inside_the_data_root() {
+        let id = new_file_id();
+        let path = chunk_relative_path("dn1", &id.to_string(), 7).expect("valid");
+        assert_eq!(path, std::path::PathBuf::from(format!("dn1/{id}/7.chk")));
+        for (node, file) in [
+            ("../../etc", id.to_string()),
+            ("/etc", id.to_string()),
+            ("dn1", "../../etc/passwd".to_string()),
+            ("dn1", "/etc/passwd".to_string()),
+            ("dn\01", id.to_string()),
+            ("dn1", format!("{id}\0")),
+            (&"n".repeat(65), id.to_string()),
+        ] {
+            assert!(chunk_relative_path(node, &file, 0).is_err(), "{node:?}/{file:?} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        // Whatever arrives on the wire, a chunk path is three plain components.
+        #[test]
+        fn any_accepted_chunk_path_is_three_plain_components(node in ".{0,70}", file in ".{0,40}", index: u32) {
+            if let Ok(path) = chunk_relative_path(&node, &file, index) {
+                let parts: Vec<_> = path.components().collect();
+                proptest::prop_assert_eq!(parts.len(), 3);
+                for part in parts {
+                    proptest::prop_assert!(matches!(part, std::path::Component::Normal(_)));
+                }
+            }
+        }
+
+        #[test]
+        fn names_never_panic_and_accepted_ones_are_safe(name in "\\PC{0,300}") {
+            if validate_file_name(&name).is_ok() {
+                proptest::prop_assert!(!name.contains('/') && !name.contains("..") && !name.contains('\0'));
+                proptest::prop_assert!(name.len() <= MAX_NAME_BYTES);
+            }
+            let _ = parse_file_id(&name);
+            let _ = validate_username(&name);
         }
     }
 

@@ -1,13 +1,16 @@
 //! Shared by every Tessera service: the generated gRPC types ([`pb`], [`raft_pb`]),
 //! identifier validation ([`ids`]), chunk checksums ([`checksum`]), wire limits
-//! ([`limits`]) and the leader-following controller client ([`control_client`]).
+//! ([`limits`]), mutual TLS ([`tls`]) and the leader-following controller
+//! client ([`control_client`]).
 
 pub mod checksum;
 pub mod config;
 pub mod control_client;
 pub mod ids;
 pub mod limits;
+pub mod secrets;
 pub mod shutdown;
+pub mod tls;
 
 /// Client-facing services: `MasterService` (controllers) and `StorageService` (data nodes).
 pub mod pb {

@@ -8,9 +8,11 @@ use tessera_proto::pb::master_service_server::MasterService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::convert::file_metadata;
+use super::convert::{file_metadata, token_info, user_info};
+use crate::accounts::NewToken;
 use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
+use crate::meta::accounts::{Role, TokenKind};
 use crate::nodes::Registration;
 use crate::uploads::PlanRequest;
 
@@ -107,6 +109,8 @@ impl MasterService for MasterApi {
                 first_chunk: req.first_chunk,
                 chunk_count: req.chunk_count,
                 exclude_nodes: req.exclude_nodes,
+                owner: req.owner,
+                size_hint: req.size_hint,
                 request_id,
             })
             .await?;
@@ -154,12 +158,13 @@ impl MasterService for MasterApi {
     }
 
     async fn get_file_metadata(&self, request: Request<pb::GetFileMetadataRequest>) -> RpcResult<pb::FileMetadata> {
-        let id = file_id_for_lookup(&request.into_inner().file_id)?;
+        let req = request.into_inner();
+        let id = file_id_for_lookup(&req.file_id)?;
         self.controller.read_current().await?;
         let state = self.controller.state.read();
         let file = state
             .meta
-            .committed_file(&id)
+            .visible_file(&id, &req.owner)
             .ok_or_else(|| ControllerError::from(MetaError::FileNotFound(id.to_string())).into_status())?;
         Ok(Response::new(file_metadata(file, &state.meta, true)))
     }
@@ -171,9 +176,9 @@ impl MasterService for MasterApi {
         let limit = if req.limit == 0 { 100 } else { req.limit.min(1000) } as usize;
         let page = state
             .meta
-            .list_files(&req.query, limit, Some(&req.cursor))
+            .list_files(&req.owner, &req.query, limit, Some(&req.cursor))
             .map_err(|e| ControllerError::from(e).into_status())?;
-        let usage = state.meta.usage();
+        let usage = state.meta.usage(&req.owner);
         Ok(Response::new(pb::ListFilesResponse {
             files: page.files.iter().map(|f| file_metadata(f, &state.meta, false)).collect(),
             next_cursor: page.next_cursor.unwrap_or_default(),
@@ -185,8 +190,9 @@ impl MasterService for MasterApi {
 
     async fn delete_file(&self, request: Request<pb::DeleteFileRequest>) -> RpcResult<pb::DeleteFileResponse> {
         let request_id = request_id(&request);
-        let id = file_id_for_lookup(&request.into_inner().file_id)?;
-        self.controller.delete_file(id, request_id).await?;
+        let req = request.into_inner();
+        let id = file_id_for_lookup(&req.file_id)?;
+        self.controller.delete_file(id, &req.owner, request_id).await?;
         Ok(Response::new(pb::DeleteFileResponse {}))
     }
 
@@ -263,5 +269,69 @@ impl MasterService for MasterApi {
             n => n.min(1000),
         } as usize;
         Ok(Response::new(self.controller.list_tasks(limit).await?))
+    }
+
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> RpcResult<pb::UserInfo> {
+        let request_id = request_id(&request);
+        let req = request.into_inner();
+        let role = Role::parse(&req.role).map_err(|e| ControllerError::from(e).into_status())?;
+        let (user, usage) =
+            self.controller.create_user(req.username, req.password_hash, role, req.quota_bytes, request_id).await?;
+        Ok(Response::new(user_info(&user, usage)))
+    }
+
+    async fn delete_user(&self, request: Request<pb::DeleteUserRequest>) -> RpcResult<pb::DeleteUserResponse> {
+        let request_id = request_id(&request);
+        let files_deleted = self.controller.delete_user(&request.into_inner().username, request_id).await?;
+        Ok(Response::new(pb::DeleteUserResponse { files_deleted }))
+    }
+
+    async fn list_users(&self, _request: Request<pb::ListUsersRequest>) -> RpcResult<pb::ListUsersResponse> {
+        let users = self.controller.users().await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.iter().map(|(u, usage)| user_info(u, *usage)).collect(),
+        }))
+    }
+
+    async fn get_user_credentials(
+        &self,
+        request: Request<pb::GetUserCredentialsRequest>,
+    ) -> RpcResult<pb::UserCredentials> {
+        let (user, usage) = self.controller.credentials(&request.into_inner().username).await?;
+        Ok(Response::new(pb::UserCredentials {
+            password_hash: user.password_hash.clone(),
+            user: Some(user_info(&user, usage)),
+        }))
+    }
+
+    async fn issue_token(&self, request: Request<pb::IssueTokenRequest>) -> RpcResult<pb::TokenInfo> {
+        let request_id = request_id(&request);
+        let req = request.into_inner();
+        let kind = TokenKind::parse(&req.kind).map_err(|e| ControllerError::from(e).into_status())?;
+        let token = NewToken {
+            username: req.username,
+            token_hash: req.token_hash,
+            kind,
+            label: req.label,
+            expires_at_ms: req.expires_at_ms,
+        };
+        Ok(Response::new(token_info(&self.controller.issue_token(token, request_id).await?)))
+    }
+
+    async fn revoke_token(&self, request: Request<pb::RevokeTokenRequest>) -> RpcResult<pb::RevokeTokenResponse> {
+        let request_id = request_id(&request);
+        let req = request.into_inner();
+        self.controller.revoke_token(&req.username, &req.token_id, &req.token_hash, request_id).await?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
+    }
+
+    async fn list_tokens(&self, request: Request<pb::ListTokensRequest>) -> RpcResult<pb::ListTokensResponse> {
+        let tokens = self.controller.tokens(&request.into_inner().username).await?;
+        Ok(Response::new(pb::ListTokensResponse { tokens: tokens.iter().map(token_info).collect() }))
+    }
+
+    async fn authenticate(&self, request: Request<pb::AuthenticateRequest>) -> RpcResult<pb::UserInfo> {
+        let (user, usage) = self.controller.authenticate(&request.into_inner().token_hash)?;
+        Ok(Response::new(user_info(&user, usage)))
     }
 }

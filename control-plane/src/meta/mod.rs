@@ -3,6 +3,7 @@
 //! removed from disk. Plain data and a pure [`MetaState::apply`], so it is
 //! unit-tested without Raft or sockets; [`query`] holds the read side.
 
+pub mod accounts;
 pub mod query;
 pub mod tasks;
 
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use crate::error::MetaError;
 use crate::events::Event;
+use accounts::{OwnerUsage, TokenRecord, UserRecord};
 use tasks::{TaskCounts, TaskRecord, TaskState, KEEP_FINISHED};
 
 pub type ChunkKey = (Uuid, u32);
@@ -79,6 +81,8 @@ pub struct FileRecord {
     pub created_at_ms: i64,
     pub checksum: String,
     pub chunks: BTreeMap<u32, ChunkRecord>,
+    /// The user the file belongs to; empty for files made by internal tools.
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +113,10 @@ pub struct MetaState {
     /// Copy tasks by id (ids sort by creation time).
     pub tasks: BTreeMap<String, TaskRecord>,
     pub task_counts: TaskCounts,
+    pub users: BTreeMap<String, UserRecord>,
+    /// Live tokens by SHA-256 hex of the secret.
+    pub tokens: BTreeMap<String, TokenRecord>,
+    pub owner_usage: BTreeMap<String, OwnerUsage>,
 }
 
 impl MetaState {
@@ -143,9 +151,12 @@ impl MetaState {
                 node.health_changed_at_ms = *at_ms;
                 Ok(())
             }
-            Event::FileCreated { file_id, name, chunk_size, replication, at_ms } => {
+            Event::FileCreated { file_id, name, chunk_size, replication, at_ms, owner } => {
                 if self.files.contains_key(file_id) {
                     return Err(MetaError::FileExists(file_id.to_string()));
+                }
+                if !owner.is_empty() && !self.users.contains_key(owner) {
+                    return Err(MetaError::UserNotFound(owner.clone()));
                 }
                 self.files.insert(
                     *file_id,
@@ -160,6 +171,7 @@ impl MetaState {
                         created_at_ms: *at_ms,
                         checksum: String::new(),
                         chunks: BTreeMap::new(),
+                        owner: owner.clone(),
                     },
                 );
                 Ok(())
@@ -213,6 +225,10 @@ impl MetaState {
                     return Err(MetaError::NotUploading { file: file_id.to_string(), state: "committed".into() });
                 }
                 check_complete(file, *size, *total_chunks)?;
+                let owner = file.owner.clone();
+                // Checked here, in the log's order, so two uploads racing to
+                // the last free byte of a quota cannot both commit.
+                self.check_quota(&owner, *size)?;
                 let extra: Vec<(u32, ChunkRecord)> =
                     file.chunks.range(*total_chunks..).map(|(i, c)| (*i, c.clone())).collect();
                 for (index, chunk) in extra {
@@ -227,17 +243,10 @@ impl MetaState {
                     file.checksum = checksum.clone();
                     file.state = FileState::Committed;
                 }
+                self.count_usage(&owner, FileState::Committed, *size, true);
                 Ok(())
             }
-            Event::FileDeleted { file_id } => {
-                let file = self.files.remove(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
-                for (index, chunk) in file.chunks {
-                    for node in chunk.replicas {
-                        self.garbage.entry(node).or_default().insert((*file_id, index));
-                    }
-                }
-                Ok(())
-            }
+            Event::FileDeleted { file_id } => self.remove_file(file_id),
             Event::ReplicaDropped { file_id, index, node_id, .. } => {
                 let file = self.files.get_mut(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
                 if let Some(chunk) = file.chunks.get_mut(index) {
@@ -312,6 +321,28 @@ impl MetaState {
                 }
                 Ok(())
             }
+            Event::UserCreated { username, password_hash, role, quota_bytes, at_ms } => self.create_user(UserRecord {
+                username: username.clone(),
+                password_hash: password_hash.clone(),
+                role: *role,
+                quota_bytes: *quota_bytes,
+                created_at_ms: *at_ms,
+            }),
+            Event::UserDeleted { username } => self.delete_user(username),
+            Event::TokenIssued { token_id, token_hash, username, kind, label, at_ms, expires_at_ms } => self
+                .issue_token(
+                    TokenRecord {
+                        id: token_id.clone(),
+                        hash: token_hash.clone(),
+                        username: username.clone(),
+                        kind: *kind,
+                        label: label.clone(),
+                        created_at_ms: *at_ms,
+                        expires_at_ms: *expires_at_ms,
+                    },
+                    *at_ms,
+                ),
+            Event::TokenRevoked { token_hash } => self.revoke_token(token_hash),
             Event::GarbagePurged { node_id, chunks } => {
                 if let Some(set) = self.garbage.get_mut(node_id) {
                     for key in chunks {
@@ -350,6 +381,18 @@ impl MetaState {
                 self.tasks.remove(id);
             }
         }
+    }
+
+    /// Removes a file from the namespace; its replicas become garbage.
+    fn remove_file(&mut self, file_id: &Uuid) -> Result<(), MetaError> {
+        let file = self.files.remove(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+        self.count_usage(&file.owner, file.state, file.size, false);
+        for (index, chunk) in file.chunks {
+            for node in chunk.replicas {
+                self.garbage.entry(node).or_default().insert((*file_id, index));
+            }
+        }
+        Ok(())
     }
 
     fn uploading_file_mut(&mut self, file_id: &Uuid) -> Result<&mut FileRecord, MetaError> {
@@ -408,7 +451,14 @@ mod tests {
     fn created(state: &mut MetaState, chunk_size: u64) -> Uuid {
         let file_id = Uuid::now_v7();
         state
-            .apply(&Event::FileCreated { file_id, name: "a.bin".into(), chunk_size, replication: 3, at_ms: 1 })
+            .apply(&Event::FileCreated {
+                file_id,
+                name: "a.bin".into(),
+                chunk_size,
+                replication: 3,
+                at_ms: 1,
+                owner: String::new(),
+            })
             .unwrap();
         file_id
     }

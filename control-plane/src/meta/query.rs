@@ -53,13 +53,27 @@ impl MetaState {
         self.files.get(id).filter(|f| f.state == FileState::Committed)
     }
 
-    pub fn list_files(&self, query: &str, limit: usize, cursor: Option<&str>) -> Result<FilePage<'_>, MetaError> {
+    /// A committed file as `owner` sees it: another user's file does not
+    /// exist for them. An empty `owner` sees every file.
+    pub fn visible_file(&self, id: &Uuid, owner: &str) -> Option<&FileRecord> {
+        self.committed_file(id).filter(|f| owner.is_empty() || f.owner == owner)
+    }
+
+    /// Committed files of `owner` (everyone's if empty), newest first.
+    pub fn list_files(
+        &self,
+        owner: &str,
+        query: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<FilePage<'_>, MetaError> {
         let after = cursor.filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
         let needle = query.to_lowercase();
         let mut files: Vec<&FileRecord> = self
             .files
             .values()
             .filter(|f| f.state == FileState::Committed)
+            .filter(|f| owner.is_empty() || f.owner == owner)
             .filter(|f| needle.is_empty() || f.name.to_lowercase().contains(&needle))
             .filter(|f| after.is_none_or(|a| sort_key(f) < a))
             .collect();
@@ -107,9 +121,12 @@ impl MetaState {
         stats
     }
 
-    pub fn usage(&self) -> Usage {
+    /// What committed files take, of `owner` (of everyone if empty).
+    pub fn usage(&self, owner: &str) -> Usage {
         let mut usage = Usage::default();
-        for file in self.files.values().filter(|f| f.state == FileState::Committed) {
+        for file in
+            self.files.values().filter(|f| f.state == FileState::Committed && (owner.is_empty() || f.owner == owner))
+        {
             usage.files += 1;
             usage.bytes += file.size;
             usage.stored_bytes += file.chunks.values().map(|c| c.size * c.replicas.len() as u64).sum::<u64>();
@@ -125,7 +142,16 @@ mod tests {
 
     fn committed(state: &mut MetaState, name: &str, at_ms: i64) -> Uuid {
         let file_id = Uuid::now_v7();
-        state.apply(&Event::FileCreated { file_id, name: name.into(), chunk_size: 4, replication: 3, at_ms }).unwrap();
+        state
+            .apply(&Event::FileCreated {
+                file_id,
+                name: name.into(),
+                chunk_size: 4,
+                replication: 3,
+                at_ms,
+                owner: String::new(),
+            })
+            .unwrap();
         state.apply(&Event::FileCommitted { file_id, size: 0, total_chunks: 0, checksum: "e".into(), at_ms }).unwrap();
         file_id
     }
@@ -142,17 +168,18 @@ mod tests {
             chunk_size: 4,
             replication: 3,
             at_ms: 4,
+            owner: String::new(),
         })
         .unwrap();
 
-        let page = s.list_files("", 2, None).unwrap();
+        let page = s.list_files("", "", 2, None).unwrap();
         assert_eq!(page.files.iter().map(|f| f.id).collect::<Vec<_>>(), vec![c, b]);
-        let page2 = s.list_files("", 2, page.next_cursor.as_deref()).unwrap();
+        let page2 = s.list_files("", "", 2, page.next_cursor.as_deref()).unwrap();
         assert_eq!(page2.files.iter().map(|f| f.id).collect::<Vec<_>>(), vec![a]);
         assert!(page2.next_cursor.is_none());
 
-        let alpha = s.list_files("ALPHA", 10, None).unwrap();
+        let alpha = s.list_files("", "ALPHA", 10, None).unwrap();
         assert_eq!(alpha.files.len(), 2);
-        assert!(s.list_files("", 10, Some("garbage")).is_err());
+        assert!(s.list_files("", "", 10, Some("garbage")).is_err());
     }
 }

@@ -1,7 +1,9 @@
 import { useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, type NodeInfo } from '../api';
+import { useMe, UserMenu, useSignOut } from '../auth';
 import { humanBytes, relativeTime } from '../format';
+import { UsersPanel } from './Users';
 import { Cell, Pie, PieChart, Tooltip } from 'recharts';
 
 const POLL_MS = 2000;
@@ -24,7 +26,43 @@ function CapacityBar({ capacity, free }: { capacity: number; free: number }) {
   );
 }
 
+/** Signed in, but not as an admin: nothing here to see. */
+function NeedsAdmin() {
+  const me = useMe();
+  const { signOut, pending } = useSignOut();
+  return (
+    <>
+      <header>
+        <h1>Tessera · Admin</h1>
+        <UserMenu />
+      </header>
+      <main>
+        <div className="notice" role="alert" data-testid="needs-admin">
+          <h2>This dashboard needs the admin role</h2>
+          <p>
+            You are signed in as <strong>{me.username}</strong>, who has the <strong>{me.role}</strong> role. Sign out and sign in as an
+            administrator, or go to your files.
+          </p>
+          <div className="toolbar">
+            <a className="button primary" href="/">
+              Go to my files
+            </a>
+            <button onClick={signOut} disabled={pending}>
+              Sign out
+            </button>
+          </div>
+        </div>
+      </main>
+    </>
+  );
+}
+
 export function App() {
+  const me = useMe();
+  return me.role === 'admin' ? <Dashboard /> : <NeedsAdmin />;
+}
+
+function Dashboard() {
   const queryClient = useQueryClient();
   const summary = useQuery({ queryKey: ['summary'], queryFn: api.summary, refetchInterval: POLL_MS });
   const nodes = useQuery({ queryKey: ['nodes'], queryFn: api.nodes, refetchInterval: POLL_MS });
@@ -55,6 +93,9 @@ export function App() {
       <header>
         <h1>Tessera · Admin</h1>
         <span className="muted">refreshes every 2 s{summary.isFetching ? ' · updating…' : ''}</span>
+        <UserMenu>
+          <a className="button" href="/">My files</a>
+        </UserMenu>
       </header>
       <main>
         {summary.isError && <p className="error" role="alert">Cluster unreachable: {(summary.error as Error).message}</p>}
@@ -167,6 +208,8 @@ export function App() {
             </table>
           </div>
         </section>
+
+        <UsersPanel />
 
         <section>
           <h2>Controllers</h2>

@@ -1,4 +1,4 @@
 import { mount } from '../mount';
 import { App } from './App';
 
-mount(App);
+mount(App, 'the admin dashboard');

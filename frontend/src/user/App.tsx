@@ -1,7 +1,10 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, type FileInfo } from '../api';
+import { meterLevel, quotaSummary, signedOut } from '../account';
+import { useMe, UserMenu } from '../auth';
 import { fileIcon, humanBytes, relativeTime, sortFiles, speed, type SortKey } from '../format';
+import { TokensPanel } from './Tokens';
 import { useUploads, type UploadItem } from './uploads';
 
 function UsageMeter() {
@@ -9,18 +12,28 @@ function UsageMeter() {
   if (!usage.data) return <div className="meter muted">Usage…</div>;
   const u = usage.data;
   const used = u.capacity_bytes - u.free_bytes;
-  const pct = u.capacity_bytes > 0 ? Math.min(100, (used / u.capacity_bytes) * 100) : 0;
+  const clusterPct = u.capacity_bytes > 0 ? Math.min(100, (used / u.capacity_bytes) * 100) : 0;
+  const quota = quotaSummary(u.bytes, u.quota_bytes ?? 0);
+  // With a quota the bar shows the quota used, else the cluster's capacity.
+  const pct = quota.limited ? quota.pct : clusterPct;
   return (
     <div className="meter" aria-label="Storage usage" data-testid="usage">
       <div>
         <strong data-testid="usage-files">{humanBytes(u.bytes)}</strong> in {u.files} files ·{' '}
         {humanBytes(u.stored_bytes)} with replicas
       </div>
-      <div className={`bar ${pct > 90 ? 'bad' : pct > 75 ? 'warn' : ''}`} role="meter" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
+      <div
+        className={`bar ${meterLevel(pct)}`}
+        role="meter"
+        aria-label={quota.limited ? 'Quota used' : 'Cluster capacity used'}
+        aria-valuenow={Math.round(pct)}
+        aria-valuemin={0}
+        aria-valuemax={100}
+      >
         <span style={{ width: `${pct}%` }} />
       </div>
       <div className="muted">
-        {humanBytes(u.free_bytes)} free of {humanBytes(u.capacity_bytes)}
+        <span data-testid="usage-quota">{quota.text}</span> · {humanBytes(u.free_bytes)} free of {humanBytes(u.capacity_bytes)} in the cluster
       </div>
     </div>
   );
@@ -52,12 +65,14 @@ function UploadRow({ item, onCancel }: { item: UploadItem; onCancel: () => void 
 
 export function App() {
   const queryClient = useQueryClient();
+  const me = useMe();
   const files = useQuery({ queryKey: ['files'], queryFn: api.files, refetchInterval: 10000 });
   const refresh = useCallback(() => {
     void queryClient.invalidateQueries({ queryKey: ['files'] });
     void queryClient.invalidateQueries({ queryKey: ['usage'] });
   }, [queryClient]);
-  const uploads = useUploads(refresh);
+  const onUnauthorized = useCallback(() => signedOut(queryClient), [queryClient]);
+  const uploads = useUploads(refresh, onUnauthorized);
   const [filter, setFilter] = useState('');
   const [sort, setSort] = useState<{ key: SortKey; asc: boolean }>({ key: 'created_at', asc: false });
   const [selected, setSelected] = useState<Set<string>>(new Set());
@@ -132,6 +147,7 @@ export function App() {
       <header>
         <h1>Tessera · My files</h1>
         <UsageMeter />
+        <UserMenu>{me.role === 'admin' && <a className="button" href="/admin/">Admin dashboard</a>}</UserMenu>
       </header>
       <main>
         <div className="toolbar">
@@ -230,6 +246,7 @@ export function App() {
             </table>
           </div>
         )}
+        <TokensPanel />
       </main>
       {dragging && <div className="drop">Drop files to upload</div>}
     </>

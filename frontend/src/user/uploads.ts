@@ -14,7 +14,9 @@ export interface UploadItem {
   error?: string;
 }
 
-export function useUploads(onDone: () => void) {
+/** `onDone` after each finished upload; `onUnauthorized` when the gateway
+ * answers 401 (the session has ended). */
+export function useUploads(onDone: () => void, onUnauthorized?: () => void) {
   const [items, setItems] = useState<UploadItem[]>([]);
   const requests = useRef(new Map<number, XMLHttpRequest>());
   const nextKey = useRef(1);
@@ -49,6 +51,7 @@ export function useUploads(onDone: () => void) {
               /* not JSON */
             }
             update(key, { state: 'error', error: message });
+            if (xhr.status === 401) onUnauthorized?.();
           }
         };
         xhr.onerror = () => {
@@ -62,7 +65,7 @@ export function useUploads(onDone: () => void) {
         xhr.send(file);
       }
     },
-    [onDone],
+    [onDone, onUnauthorized],
   );
 
   const cancel = useCallback((key: number) => requests.current.get(key)?.abort(), []);

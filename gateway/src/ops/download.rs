@@ -13,9 +13,11 @@ use crate::error::ApiError;
 use crate::ops::range::chunk_spans;
 use crate::state::AppState;
 
-pub async fn metadata(app: &AppState, file_id: &str) -> Result<pb::FileMetadata, ApiError> {
-    tessera_proto::ids::parse_file_id(file_id).map_err(|_| ApiError::NotFound(format!("no such file: {file_id}")))?;
-    let request = pb::GetFileMetadataRequest { file_id: file_id.to_string() };
+/// The file `file_id` of `owner`; another owner's file is "not found".
+pub async fn metadata(app: &AppState, owner: &str, file_id: &str) -> Result<pb::FileMetadata, ApiError> {
+    tessera_proto::ids::parse_file_id(file_id)
+        .map_err(|_| ApiError::NotFound(format!("no such file: {}", file_id.chars().take(80).collect::<String>())))?;
+    let request = pb::GetFileMetadataRequest { file_id: file_id.to_string(), owner: owner.to_string() };
     Ok(app
         .control
         .call(|mut c| {

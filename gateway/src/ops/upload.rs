@@ -15,6 +15,7 @@ use tessera_proto::pb;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::auth::CurrentUser;
 use crate::clients::datanode;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -26,6 +27,9 @@ const REPLACEMENT_ROUNDS: usize = 3;
 
 struct Upload {
     app: AppState,
+    /// Bytes the owner may still store (`None`: no quota).
+    quota_left: Option<u64>,
+    owner: String,
     file_id: String,
     replication: usize,
     placements: HashMap<u32, Vec<pb::NodeAddr>>,
@@ -41,9 +45,10 @@ async fn plan(app: &AppState, request: pb::GetUploadPlanRequest) -> Result<pb::G
         .await?)
 }
 
-/// Uploads `body` as a file named `name`; returns the committed file.
+/// Uploads `body` as a file of `owner` named `name`; returns the committed file.
 pub async fn upload<S, E>(
     app: &AppState,
+    owner: &CurrentUser,
     name: &str,
     size_hint: Option<u64>,
     body: S,
@@ -57,6 +62,9 @@ where
         if size > app.settings.max_upload_bytes {
             return Err(too_large(app.settings.max_upload_bytes));
         }
+        if owner.remaining_quota().is_some_and(|left| size > left) {
+            return Err(over_quota(owner));
+        }
     }
     // Created before the body is read: a cluster that cannot take the file
     // says so (503) without the client sending it.
@@ -67,6 +75,7 @@ where
             size_hint: size_hint.unwrap_or(0),
             first_chunk: 0,
             chunk_count: PLAN_BATCH,
+            owner: owner.username.clone(),
             ..Default::default()
         },
     )
@@ -74,6 +83,8 @@ where
     let chunk_size = first.chunk_size.max(1) as usize;
     let mut upload = Upload {
         app: app.clone(),
+        quota_left: owner.remaining_quota(),
+        owner: owner.username.clone(),
         file_id: first.file_id.clone(),
         replication: first.replication.max(1) as usize,
         placements: first.placements.into_iter().map(|p| (p.index, p.targets)).collect(),
@@ -84,6 +95,31 @@ where
             upload.abort().await;
             Err(e)
         }
+    }
+}
+
+fn over_quota(owner: &CurrentUser) -> ApiError {
+    ApiError::TooLarge(format!(
+        "quota exceeded: {} stores {} of a {} quota; this upload does not fit",
+        owner.username,
+        human_bytes(owner.used_bytes),
+        human_bytes(owner.quota_bytes)
+    ))
+}
+
+/// 1536 -> "1.5 KiB", for messages people read.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -108,6 +144,13 @@ impl Upload {
             total += piece.len() as u64;
             if total > self.app.settings.max_upload_bytes {
                 return Err(too_large(self.app.settings.max_upload_bytes));
+            }
+            if self.quota_left.is_some_and(|left| total > left) {
+                return Err(ApiError::TooLarge(format!(
+                    "quota exceeded: {} may store {} more; the upload is larger",
+                    self.owner,
+                    human_bytes(self.quota_left.unwrap_or(0))
+                )));
             }
             let mut piece = &piece[..];
             while !piece.is_empty() {

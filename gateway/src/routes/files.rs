@@ -7,26 +7,58 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tessera_proto::pb;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::ops::json::{self, File, FileList, FileWithChunks, MultipartResult, Usage};
 use crate::ops::range::{parse_range, RangeRequest};
-use crate::ops::{download, json, upload};
+use crate::ops::{download, upload};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct UploadParams {
+    /// The file's name (for a raw body): at most 255 bytes, no '/', '\\',
+    /// '..' or control characters.
     name: Option<String>,
+}
+
+/// A multipart upload: one or more `file` parts, each with a filename.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MultipartUpload {
+    #[schema(format = Binary)]
+    file: String,
+}
+
+/// A raw upload answers the file; a multipart upload `{"files": [...]}`.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Created {
+    One(File),
+    Many(MultipartResult),
 }
 
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
-/// `POST /api/files`: a raw body with `?name=`, or multipart `file` parts.
+/// Upload: a raw body with `?name=` (201 with the file), or
+/// `multipart/form-data` with `file` parts (201 with `{"files": [...]}`).
+#[utoipa::path(post, path = "/api/files", tag = "files", params(UploadParams),
+    request_body(content(
+        (String = "application/octet-stream"),
+        (MultipartUpload = "multipart/form-data"))),
+    responses(
+        (status = 201, body = Created, description = "the file (raw body) or the files (multipart)"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "over the size limit or the user's quota"),
+        (status = 503, body = ErrorBody, description = "too few healthy data nodes or no controller leader")))]
 pub async fn create(
     State(app): State<AppState>,
+    user: CurrentUser,
     params: Result<Query<UploadParams>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -39,15 +71,15 @@ pub async fn create(
     if is_multipart {
         let multipart =
             Multipart::from_request(request, &app).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let files = create_multipart(&app, multipart).await?;
-        return Ok((StatusCode::CREATED, Json(json!({ "files": files }))).into_response());
+        let files = create_multipart(&app, &user, multipart).await?;
+        return Ok((StatusCode::CREATED, Json(MultipartResult { files })).into_response());
     }
     let name = params
         .name
         .ok_or_else(|| ApiError::BadRequest("missing ?name= (or send multipart/form-data with file parts)".into()))?;
     let size_hint = content_length(request.headers());
     let body = request.into_body().into_data_stream();
-    let file = upload::upload(&app, &name, size_hint, body).await?;
+    let file = upload::upload(&app, &user, &name, size_hint, body).await?;
     Ok((StatusCode::CREATED, Json(json::file(&file))).into_response())
 }
 
@@ -57,7 +89,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Uploads every `file` part; all or nothing: if one fails, the files
 /// already committed by this request are deleted again.
-async fn create_multipart(app: &AppState, mut multipart: Multipart) -> Result<Vec<Value>, ApiError> {
+async fn create_multipart(app: &AppState, user: &CurrentUser, mut multipart: Multipart) -> Result<Vec<File>, ApiError> {
     let mut committed: Vec<pb::FileMetadata> = Vec::new();
     let result = async {
         while let Some(field) =
@@ -71,7 +103,7 @@ async fn create_multipart(app: &AppState, mut multipart: Multipart) -> Result<Ve
                 .map(str::to_string)
                 .ok_or_else(|| ApiError::BadRequest("a file part has no filename".into()))?;
             let body = field.map_err(|e| format!("malformed multipart body: {e}"));
-            let file = upload::upload(app, &name, None, body).await?;
+            let file = upload::upload(app, user, &name, None, body).await?;
             committed.push(file);
         }
         if committed.is_empty() {
@@ -84,7 +116,7 @@ async fn create_multipart(app: &AppState, mut multipart: Multipart) -> Result<Ve
         Ok(()) => Ok(committed.iter().map(json::file).collect()),
         Err(e) => {
             for file in &committed {
-                if let Err(cleanup) = delete_file(app, &file.file_id).await {
+                if let Err(cleanup) = delete_file(app, &user.username, &file.file_id).await {
                     tracing::warn!(file = %file.file_id, error = %cleanup, "could not roll back a multipart upload");
                 }
             }
@@ -93,25 +125,35 @@ async fn create_multipart(app: &AppState, mut multipart: Multipart) -> Result<Ve
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
+    /// Case-insensitive part of the name.
     q: Option<String>,
+    /// 1 to 1000 (default 100).
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// `GET /api/files`: newest first.
+/// The signed-in user's files, newest first.
+#[utoipa::path(get, path = "/api/files", tag = "files", params(ListParams),
+    responses((status = 200, body = FileList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
+    user: CurrentUser,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FileList>, ApiError> {
     let params = query(params)?;
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
-    let request =
-        pb::ListFilesRequest { query: params.q.unwrap_or_default(), limit, cursor: params.cursor.unwrap_or_default() };
+    let request = pb::ListFilesRequest {
+        query: params.q.unwrap_or_default(),
+        limit,
+        cursor: params.cursor.unwrap_or_default(),
+        owner: user.username,
+    };
     let reply = app
         .control
         .call(|mut c| {
@@ -119,22 +161,29 @@ pub async fn list(
             async move { c.list_files(request).await }
         })
         .await?;
-    let next = if reply.next_cursor.is_empty() { Value::Null } else { json!(reply.next_cursor) };
-    Ok(Json(json!({
-        "files": reply.files.iter().map(json::file).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(FileList {
+        files: reply.files.iter().map(json::file).collect(),
+        next_cursor: (!reply.next_cursor.is_empty()).then_some(reply.next_cursor),
+    }))
 }
 
-/// `GET /api/files/{id}`: the file with its chunks and replica nodes.
-pub async fn metadata(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let file = download::metadata(&app, &id).await?;
+/// A file with its chunks and the nodes holding each.
+#[utoipa::path(get, path = "/api/files/{id}", tag = "files", params(("id" = String, Path, description = "file id (a UUID)")),
+    responses((status = 200, body = FileWithChunks), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no such file, or another user's")))]
+pub async fn metadata(
+    State(app): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<FileWithChunks>, ApiError> {
+    let file = download::metadata(&app, &user.username, &id).await?;
     Ok(Json(json::file_with_chunks(&file)))
 }
 
-async fn delete_file(app: &AppState, id: &str) -> Result<(), ApiError> {
-    tessera_proto::ids::parse_file_id(id).map_err(|_| ApiError::NotFound(format!("no such file: {id}")))?;
-    let request = pb::DeleteFileRequest { file_id: id.to_string() };
+async fn delete_file(app: &AppState, owner: &str, id: &str) -> Result<(), ApiError> {
+    tessera_proto::ids::parse_file_id(id)
+        .map_err(|_| ApiError::NotFound(format!("no such file: {}", id.chars().take(80).collect::<String>())))?;
+    let request = pb::DeleteFileRequest { file_id: id.to_string(), owner: owner.to_string() };
     app.control
         .call(|mut c| {
             let request = request.clone();
@@ -144,9 +193,15 @@ async fn delete_file(app: &AppState, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `DELETE /api/files/{id}`.
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    delete_file(&app, &id).await?;
+/// Delete a file: gone from the list at once, its chunks removed lazily.
+#[utoipa::path(delete, path = "/api/files/{id}", tag = "files", params(("id" = String, Path, description = "file id (a UUID)")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(app): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    delete_file(&app, &user.username, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,13 +222,20 @@ pub fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
-/// `GET /api/files/{id}/content`: the bytes, whole or one range.
+/// The bytes, whole or one `Range` (206); an unsatisfiable range is 416.
+#[utoipa::path(get, path = "/api/files/{id}/content", tag = "files",
+    params(("id" = String, Path, description = "file id (a UUID)"), ("Range" = Option<String>, Header, description = "bytes=start-end")),
+    responses((status = 200, description = "the bytes, with Content-Type guessed from the name"),
+        (status = 206, description = "the requested range"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "no replica of a chunk can be read now")))]
 pub async fn content(
     State(app): State<AppState>,
+    user: CurrentUser,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let file = download::metadata(&app, &id).await?;
+    let file = download::metadata(&app, &user.username, &id).await?;
     let size = file.size;
     let range = parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size);
     let (status, start, end) = match range {
@@ -212,16 +274,25 @@ pub async fn content(
     response.body(body).map_err(|e| ApiError::Internal(format!("building the response: {e}")))
 }
 
-/// `GET /api/usage`.
-pub async fn usage(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let s = crate::routes::admin::summary_of(&app).await?;
-    Ok(Json(json!({
-        "files": s.files,
-        "bytes": s.file_bytes,
-        "stored_bytes": s.stored_bytes,
-        "capacity_bytes": s.capacity_bytes,
-        "free_bytes": s.free_bytes,
-    })))
+/// What the signed-in user stores, their quota, and the cluster's room.
+#[utoipa::path(get, path = "/api/usage", tag = "files",
+    responses((status = 200, body = Usage), (status = 401, body = ErrorBody)))]
+pub async fn usage(State(app): State<AppState>, user: CurrentUser) -> Result<Json<Usage>, ApiError> {
+    let summary = crate::routes::admin::summary_of(&app);
+    let request = pb::ListFilesRequest { limit: 1, owner: user.username.clone(), ..Default::default() };
+    let mine = app.control.call(|mut c| {
+        let request = request.clone();
+        async move { c.list_files(request).await }
+    });
+    let (summary, mine) = tokio::try_join!(summary, async { mine.await.map_err(ApiError::from) })?;
+    Ok(Json(Usage {
+        files: mine.total_files,
+        bytes: mine.total_bytes,
+        stored_bytes: mine.stored_bytes,
+        quota_bytes: user.quota_bytes,
+        capacity_bytes: summary.capacity_bytes,
+        free_bytes: summary.free_bytes,
+    }))
 }
 
 #[cfg(test)]

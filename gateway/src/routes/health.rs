@@ -1,20 +1,36 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes (no sign-in: load balancers call them).
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-/// `GET /healthz`: the process serves.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
 }
 
-/// `GET /readyz`: a controller leader answers and enough data nodes are
-/// healthy to place a chunk.
-pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    pub status: String,
+    /// Raft id of the controller leader.
+    pub leader: u64,
+    pub healthy_nodes: u64,
+}
+
+/// The process serves.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// A controller leader answers and enough data nodes are healthy to place a chunk.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Ready), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(app): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let summary = crate::routes::admin::summary_of(&app).await?;
     if summary.healthy_nodes < u64::from(summary.replication) {
         return Err(ApiError::InsufficientNodes(format!(
@@ -22,5 +38,5 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError
             summary.healthy_nodes, summary.replication
         )));
     }
-    Ok(Json(json!({ "status": "ready", "leader": summary.leader_id, "healthy_nodes": summary.healthy_nodes })))
+    Ok(Json(Ready { status: "ready".into(), leader: summary.leader_id, healthy_nodes: summary.healthy_nodes }))
 }

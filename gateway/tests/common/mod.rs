@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -26,7 +27,11 @@ pub struct ClusterOptions {
     /// Extra flags for every controller / data node.
     pub controller_args: Vec<String>,
     pub datanode_args: Vec<String>,
+    /// Mutual TLS between the services (the default); off: `--insecure`.
+    pub tls: bool,
 }
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
 impl Default for ClusterOptions {
     fn default() -> Self {
@@ -39,6 +44,7 @@ impl Default for ClusterOptions {
             dead_after_ms: 3000,
             controller_args: Vec::new(),
             datanode_args: Vec::new(),
+            tls: true,
         }
     }
 }
@@ -112,7 +118,76 @@ pub struct Cluster {
     pub datanodes: Vec<Proc>,
     pub gateway: Proc,
     pub http: String,
+    /// Sends the admin's bearer token with every request.
     pub client: reqwest::Client,
+    /// The admin's API token.
+    pub admin_token: String,
+}
+
+/// One cluster CA and certificate set per test process (the process-wide
+/// client TLS can be installed once), made by `tessera-admin certs`.
+pub fn tls_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = bin_dir().join("test-clusters").join(format!("tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(bin_dir().join("tessera-admin"))
+            .arg("certs")
+            .arg(format!("--out={}", dir.display()))
+            .output()
+            .expect("run tessera-admin certs");
+        assert!(out.status.success(), "tessera-admin certs: {}", String::from_utf8_lossy(&out.stderr));
+        // This test process talks gRPC to the services too, as an admin.
+        let tls = tessera_proto::tls::ClusterTls::load(&dir, "admin").expect("admin certificate");
+        tessera_proto::tls::install(Some(&tls));
+        dir
+    })
+}
+
+fn tls_args(opts: &ClusterOptions) -> Vec<String> {
+    if opts.tls {
+        vec![format!("--tls-dir={}", tls_dir().display())]
+    } else {
+        vec!["--insecure".to_string()]
+    }
+}
+
+/// Runs `tessera-admin` against the cluster; retried until it succeeds
+/// (the controllers may still be electing), returns its standard output.
+pub async fn admin_cli(ctl_addrs: &[String], opts: &ClusterOptions, args: &[&str], stdin: Option<&str>) -> String {
+    let mut last_error = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let mut command = tokio::process::Command::new(bin_dir().join("tessera-admin"));
+        command
+            .arg(format!("--controllers={}", ctl_addrs.join(",")))
+            .args(tls_args(opts))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run tessera-admin");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            let _ = pipe.write_all(format!("{text}\n").as_bytes()).await;
+        }
+        let out = child.wait_with_output().await.expect("tessera-admin output");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        last_error = String::from_utf8_lossy(&out.stderr).to_string();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("tessera-admin {args:?} kept failing: {last_error}");
+}
+
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).default_headers(headers).build().expect("client")
 }
 
 fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[String], i: usize) -> Proc {
@@ -130,6 +205,7 @@ fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[Str
             format!("--capacity-bytes={}", 64u64 << 30),
         ]
         .into_iter()
+        .chain(tls_args(opts))
         .chain(opts.datanode_args.iter().cloned())
         .collect(),
         log: dir.join("logs").join(format!("dn{i}.log")),
@@ -176,6 +252,7 @@ impl Cluster {
                     format!("--dead-after-ms={}", opts.dead_after_ms),
                 ]
                 .into_iter()
+                .chain(tls_args(&opts))
                 .chain(opts.controller_args.iter().cloned())
                 .collect(),
                 log: dir.join("logs").join(format!("controller-{id}.log")),
@@ -191,7 +268,10 @@ impl Cluster {
                 format!("--listen=127.0.0.1:{http_port}"),
                 format!("--controllers={}", ctl_addrs.join(",")),
                 format!("--static-dir={}", dir.join("no-dashboards").display()),
-            ],
+            ]
+            .into_iter()
+            .chain(tls_args(&opts))
+            .collect(),
             log: dir.join("logs").join("gateway.log"),
             child: None,
         };
@@ -203,14 +283,54 @@ impl Cluster {
             datanodes,
             gateway,
             http: format!("http://127.0.0.1:{http_port}"),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client"),
+            client: reqwest::Client::new(),
+            admin_token: String::new(),
         };
         for p in cluster.controllers.iter_mut().chain(cluster.datanodes.iter_mut()) {
             p.start();
         }
         cluster.gateway.start();
+        // The first admin, as an operator makes one: with the CLI.
+        admin_cli(
+            &cluster.ctl_addrs,
+            &cluster.opts,
+            &["users", "create", "admin", "--role=admin", "--password-file=-", "--if-missing"],
+            Some(ADMIN_PASSWORD),
+        )
+        .await;
+        let token = admin_cli(&cluster.ctl_addrs, &cluster.opts, &["tokens", "create", "admin", "--label=tests"], None)
+            .await
+            .trim()
+            .to_string();
+        cluster.client = bearer_client(&token);
+        cluster.admin_token = token;
         cluster.wait_ready().await;
         cluster
+    }
+
+    /// Creates a user (through the HTTP API, as the admin) and returns a
+    /// client that sends a fresh API token of theirs.
+    pub async fn user_client(&self, username: &str, quota_bytes: u64) -> reqwest::Client {
+        let password = format!("{username}-password");
+        let response = self
+            .client
+            .post(self.url("/admin/users"))
+            .json(&serde_json::json!({ "username": username, "password": password, "quota_bytes": quota_bytes }))
+            .send()
+            .await
+            .expect("create user");
+        assert_eq!(response.status(), 201, "create user {username}: {:?}", response.text().await);
+        let login: serde_json::Value = reqwest::Client::new()
+            .post(self.url("/api/auth/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login body");
+        let token = login["token"].as_str().expect("session token").to_string();
+        bearer_client(&token)
     }
 
     /// The id (1-based) of the controller the summary names as leader.
@@ -244,6 +364,7 @@ impl Cluster {
                 format!("--dead-after-ms={}", self.opts.dead_after_ms),
             ]
             .into_iter()
+            .chain(tls_args(&self.opts))
             .chain(self.opts.controller_args.iter().cloned())
             .collect(),
             log: self.dir.join("logs").join(format!("controller-{id}.log")),
