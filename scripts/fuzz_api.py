@@ -64,7 +64,8 @@ def main():
         failed = schemathesis(cluster, user_token, args.seconds, "--include-path-regex", "^/api/",
                               "--exclude-path", "/api/auth/logout")
         failed |= schemathesis(cluster, cluster.token, max(10, args.seconds // 3),
-                               "--include-path-regex", "^/(admin|healthz|readyz)", "--include-method", "GET")
+                               "--include-path-regex", "^/(admin|healthz|readyz)",
+                               "--exclude-method", "POST", "--exclude-method", "DELETE")
         if failed:
             raise SystemExit("schemathesis found failures (see above)")
         print("API fuzzing: no server error, every answer as documented")

@@ -142,7 +142,7 @@ impl Controller {
         self.ensure_leader()?;
         let mut voters = self.voters();
         if !voters.remove(&id) {
-            return Err(crate::error::MetaError::Invalid(format!("controller {id} is not a member")).into());
+            return Err(crate::error::MetaError::ControllerNotFound(id).into());
         }
         if voters.is_empty() {
             return Err(crate::error::MetaError::Invalid("cannot remove the last controller".into()).into());

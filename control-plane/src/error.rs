@@ -27,6 +27,8 @@ pub enum MetaError {
     UserExists(String),
     #[error("no such user: {0}")]
     UserNotFound(String),
+    #[error("controller {0} is not a member of the cluster")]
+    ControllerNotFound(u64),
     #[error("no such token")]
     TokenNotFound,
     #[error("the token is unknown, revoked or expired")]
@@ -59,7 +61,9 @@ impl ControllerError {
                     MetaError::Invalid(_) => Status::invalid_argument(msg),
                     MetaError::NotEnoughNodes { .. } => Status::failed_precondition(msg),
                     MetaError::UserExists(_) => Status::already_exists(msg),
-                    MetaError::UserNotFound(_) | MetaError::TokenNotFound => Status::not_found(msg),
+                    MetaError::UserNotFound(_) | MetaError::TokenNotFound | MetaError::ControllerNotFound(_) => {
+                        Status::not_found(msg)
+                    }
                     MetaError::Unauthenticated => Status::unauthenticated(msg),
                     MetaError::QuotaExceeded { .. } => Status::resource_exhausted(msg),
                 }

@@ -207,7 +207,7 @@ pub async fn add_controller(
 
 /// Remove a controller from the cluster.
 #[utoipa::path(delete, path = "/admin/controllers/{id}", tag = "admin", params(("id" = String, Path)),
-    responses((status = 200, body = ControllerList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ControllerList), (status = 400, body = ErrorBody, description = "the last controller"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn remove_controller(
     State(app): State<AppState>,
     _admin: AdminUser,
