@@ -145,7 +145,7 @@ mod tests {
             ("/etc", id.to_string()),
             ("dn1", "../../etc/passwd".to_string()),
             ("dn1", "/etc/passwd".to_string()),
-            ("dn\01", id.to_string()),
+            ("dn\0x", id.to_string()),
             ("dn1", format!("{id}\0")),
             (&"n".repeat(65), id.to_string()),
         ] {
