@@ -1,0 +1,356 @@
+//! The cluster under test: real `tessera-*` processes, each on its own host
+//! of the [`Network`], with mutual TLS, an admin account and a token.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::topology::{Host, Network};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Controller,
+    Datanode,
+    Gateway,
+}
+
+pub struct Proc {
+    pub name: String,
+    pub host: Host,
+    /// host:port of its gRPC or HTTP server.
+    pub addr: String,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    pub paused: bool,
+}
+
+impl Proc {
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = self
+            .host
+            .command(&self.program.to_string_lossy())
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if self.paused {
+                self.signal(libc::SIGCONT, child.id());
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    fn signal(&self, signal: i32, pid: u32) {
+        unsafe {
+            libc::kill(pid as i32, signal);
+        }
+    }
+
+    pub fn pause(&mut self) {
+        if let Some(child) = &self.child {
+            self.signal(libc::SIGSTOP, child.id());
+            self.paused = true;
+        }
+    }
+
+    pub fn resume(&mut self) {
+        if let Some(child) = &self.child {
+            self.signal(libc::SIGCONT, child.id());
+        }
+        self.paused = false;
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct Options {
+    pub datanodes: usize,
+    pub gateways: usize,
+    pub chunk_size: u64,
+}
+
+pub struct Cluster {
+    pub net: Network,
+    pub dir: PathBuf,
+    bin: PathBuf,
+    tls_dir: PathBuf,
+    pub controllers: Vec<Proc>,
+    pub datanodes: Vec<Proc>,
+    pub gateways: Vec<Proc>,
+    pub token: String,
+    pub http: reqwest::Client,
+    /// Data nodes an operator decommissioned during the run.
+    pub decommissioned: std::collections::HashSet<String>,
+    next_host: u32,
+    chunk_size: u64,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+pub fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("target/release"))
+}
+
+impl Cluster {
+    pub async fn start(dir: PathBuf, opts: Options, force_loopback: bool) -> anyhow::Result<Cluster> {
+        let bin = bin_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let tls_dir = dir.join("tls");
+        let out = std::process::Command::new(bin.join("tessera-admin"))
+            .arg("certs")
+            .arg(format!("--out={}", tls_dir.display()))
+            .output()
+            .context("tessera-admin certs")?;
+        if !out.status.success() {
+            bail!("tessera-admin certs: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let net = Network::new(std::process::id(), force_loopback);
+        let mut cluster = Cluster {
+            net,
+            dir,
+            bin,
+            tls_dir,
+            controllers: Vec::new(),
+            datanodes: Vec::new(),
+            gateways: Vec::new(),
+            token: String::new(),
+            http: reqwest::Client::new(),
+            decommissioned: Default::default(),
+            next_host: 1,
+            chunk_size: opts.chunk_size,
+        };
+        let mut ctl_hosts = Vec::new();
+        for i in 1..=3 {
+            let host = cluster.new_host(&format!("c{i}"))?;
+            let port = if cluster.net.namespaces { 7001 } else { free_port() };
+            ctl_hosts.push((host, format!("{}:{port}", "HOST")));
+        }
+        let ctl_addrs: Vec<String> =
+            ctl_hosts.iter().map(|(h, a)| a.replace("HOST", &h.ip)).collect();
+        let peers: Vec<String> = ctl_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+        for (i, (host, _)) in ctl_hosts.into_iter().enumerate() {
+            let id = i + 1;
+            let addr = ctl_addrs[i].clone();
+            let args = vec![
+                format!("--id={id}"),
+                format!("--listen={addr}"),
+                format!("--peers={}", peers.join(",")),
+                format!("--data-dir={}", cluster.dir.join(format!("controller-{id}")).display()),
+                format!("--chunk-size={}", opts.chunk_size),
+                "--heartbeat-interval-ms=500".into(),
+                "--dead-after-ms=4000".into(),
+                "--snapshot-every=2000".into(),
+                "--upload-grace-ms=20000".into(),
+            ];
+            cluster.controllers.push(cluster.proc(&format!("controller-{id}"), Role::Controller, host, addr, "tessera-controller", args));
+        }
+        for _ in 0..opts.datanodes {
+            cluster.new_datanode()?;
+        }
+        for i in 1..=opts.gateways {
+            let host = cluster.new_host(&format!("g{i}"))?;
+            let port = if cluster.net.namespaces { 8080 } else { free_port() };
+            let addr = format!("{}:{port}", host.ip);
+            let args = vec![
+                format!("--listen={addr}"),
+                format!("--controllers={}", cluster.controller_addrs().join(",")),
+                format!("--static-dir={}", cluster.dir.join("none").display()),
+                "--login-attempts-per-minute=1000".into(),
+            ];
+            cluster.gateways.push(cluster.proc(&format!("gateway-{i}"), Role::Gateway, host, addr, "tessera-gateway", args));
+        }
+        for p in cluster.controllers.iter_mut().chain(cluster.datanodes.iter_mut()).chain(cluster.gateways.iter_mut()) {
+            p.start()?;
+        }
+        cluster.bootstrap_admin().await?;
+        cluster.wait_ready(Duration::from_secs(90)).await?;
+        Ok(cluster)
+    }
+
+    fn new_host(&mut self, name: &str) -> anyhow::Result<Host> {
+        let n = self.next_host;
+        self.next_host += 1;
+        self.net.add_host(name, n)
+    }
+
+    fn proc(&self, name: &str, role: Role, host: Host, addr: String, program: &str, mut args: Vec<String>) -> Proc {
+        args.push(format!("--tls-dir={}", self.tls_dir.display()));
+        let _ = role;
+        Proc {
+            name: name.into(),
+            host,
+            addr,
+            program: self.bin.join(program),
+            args,
+            log: self.dir.join("logs").join(format!("{name}.log")),
+            child: None,
+            paused: false,
+        }
+    }
+
+    pub fn controller_addrs(&self) -> Vec<String> {
+        self.controllers.iter().map(|c| c.addr.clone()).collect()
+    }
+
+    /// Adds a data node process (started by the caller or by `start`).
+    pub fn new_datanode(&mut self) -> anyhow::Result<usize> {
+        let i = self.datanodes.len() + 1;
+        let host = self.new_host(&format!("d{i}"))?;
+        let port = if self.net.namespaces { 7101 } else { free_port() };
+        let addr = format!("{}:{port}", host.ip);
+        let args = vec![
+            format!("--node-id=dn{i}"),
+            format!("--data-root={}", self.dir.join("data").display()),
+            format!("--listen={addr}"),
+            format!("--advertise-host={}", host.ip),
+            format!("--controllers={}", self.controller_addrs().join(",")),
+            "--heartbeat-interval-ms=500".into(),
+            format!("--capacity-bytes={}", 8u64 << 30),
+            "--scrub-interval-ms=5000".into(),
+            "--scrub-bytes-per-sec=67108864".into(),
+            "--inventory-interval-ms=10000".into(),
+        ];
+        let proc = self.proc(&format!("dn{i}"), Role::Datanode, host, addr, "tessera-datanode", args);
+        self.datanodes.push(proc);
+        Ok(self.datanodes.len() - 1)
+    }
+
+    async fn admin_cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut child = tokio::process::Command::new(self.bin.join("tessera-admin"))
+                .arg(format!("--controllers={}", self.controller_addrs().join(",")))
+                .arg(format!("--tls-dir={}", self.tls_dir.display()))
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                use tokio::io::AsyncWriteExt;
+                pipe.write_all(format!("{text}\n").as_bytes()).await?;
+            }
+            let out = child.wait_with_output().await?;
+            if out.status.success() {
+                return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+            }
+            if Instant::now() > deadline {
+                bail!("tessera-admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn bootstrap_admin(&mut self) -> anyhow::Result<()> {
+        self.admin_cli(&["users", "create", "admin", "--role=admin", "--password-file=-", "--if-missing"], Some("jepsen-admin-password"))
+            .await?;
+        self.token = self.admin_cli(&["tokens", "create", "admin", "--label=jepsen"], None).await?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.token).parse()?);
+        self.http = reqwest::Client::builder().default_headers(headers).timeout(Duration::from_secs(15)).build()?;
+        Ok(())
+    }
+
+    pub fn gateway_urls(&self) -> Vec<String> {
+        self.gateways.iter().map(|g| format!("http://{}", g.addr)).collect()
+    }
+
+    /// Any gateway that answers.
+    pub async fn admin_json(&self, path: &str) -> Option<Value> {
+        for url in self.gateway_urls() {
+            if let Ok(r) = self.http.get(format!("{url}{path}")).send().await {
+                if r.status().is_success() {
+                    if let Ok(v) = r.json().await {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let want = self.datanodes.iter().filter(|d| d.running()).count();
+        while Instant::now() < deadline {
+            if let Some(nodes) = self.admin_json("/admin/nodes").await {
+                let healthy = nodes["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["health"] == "healthy").count());
+                if healthy >= want.min(3) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("the cluster was not ready within {timeout:?}; logs in {}", self.dir.join("logs").display())
+    }
+
+    /// The leader's index in `controllers`, from the summary.
+    pub async fn leader(&self) -> Option<usize> {
+        let summary = self.admin_json("/admin/summary").await?;
+        let id = summary["leader"].as_u64()? as usize;
+        (1..=self.controllers.len()).contains(&id).then(|| id - 1)
+    }
+
+    /// Every chunk file on a node's disk.
+    pub fn chunk_files(&self, node: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in std::fs::read_dir(self.dir.join("data").join(node)).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                if f.path().extension().is_some_and(|e| e == "chk") {
+                    out.push(f.path());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn chunk_path(&self, node: &str, file_id: &str, index: u64) -> PathBuf {
+        self.dir.join("data").join(node).join(file_id).join(format!("{index}.chk"))
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    pub fn shutdown(&mut self) {
+        for p in self.gateways.iter_mut().chain(self.datanodes.iter_mut()).chain(self.controllers.iter_mut()) {
+            p.kill();
+        }
+        self.net.teardown();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
