@@ -6,13 +6,21 @@
 CARGO ?= cargo
 CARGO_FLAGS := --release --workspace --all-targets
 
-.PHONY: run test build setup rust frontend test-rust test-frontend test-api-fuzz bench bench-quick lint fmt clean-data
+.PHONY: run test build setup rust frontend test-rust test-frontend test-api-fuzz test-chaos chaos-long bench bench-quick lint fmt clean-data
 
 run: build
 	./scripts/cluster.sh
 
-test: build test-rust test-frontend test-api-fuzz
+test: build test-rust test-frontend test-api-fuzz test-chaos
 	python3 bench/bench.py --quick   # smoke test of the benchmark; no timing is asserted
+
+# The short chaos run (about 3 minutes, every nemesis); see docs/chaos.md for the long one.
+test-chaos:
+	./target/release/tessera-jepsen --time-limit 150 --seed 42 --out target/jepsen/short
+
+# Long chaos run: 30 minutes cycling through every nemesis.
+chaos-long: build
+	./target/release/tessera-jepsen --time-limit 1800 --out target/jepsen/long
 
 # schemathesis against /api/openapi.json on a real cluster, for a bounded time.
 test-api-fuzz:

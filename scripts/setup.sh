@@ -11,6 +11,8 @@ need_apt=()
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The chaos suite puts every process in a network namespace (ip netns, tc).
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 if [ "${TESSERA_SKIP_BROWSER:-0}" != 1 ] && [ -f frontend/package.json ] && [ ! -x /usr/bin/chromium ]; then
   need_apt+=(chromium)
 fi

@@ -264,10 +264,18 @@ pub fn check(history: &[Entry]) -> Report {
                     if let Some(d) = deleted.filter(|d| d.ok_ms.is_some_and(|ok| invoke.time_ms > ok)) {
                         let mut lines = d.lines.clone();
                         lines.push(end.index);
-                        push(AnomalyKind::ResurrectedDelete, format!("{id} is readable after its delete returned ok"), lines);
+                        push(
+                            AnomalyKind::ResurrectedDelete,
+                            format!("{id} is readable after its delete returned ok"),
+                            lines,
+                        );
                     }
                     let expected = text(&end.value, "expected_sha256");
-                    let expected = if expected.is_empty() { upload.map(|u| u.sha256.clone()).unwrap_or_default() } else { expected };
+                    let expected = if expected.is_empty() {
+                        upload.map(|u| u.sha256.clone()).unwrap_or_default()
+                    } else {
+                        expected
+                    };
                     let got = text(&end.value, "sha256");
                     if !expected.is_empty() && got != expected {
                         let kind = match (invoke.f.as_str(), upload.and_then(|u| u.outcome)) {
@@ -279,7 +287,14 @@ pub fn check(history: &[Entry]) -> Report {
                         if let Some(u) = upload {
                             lines.insert(0, u.invoke_line);
                         }
-                        push(kind, format!("{id}: read {} bytes with sha256 {got}, expected {expected}", num(&end.value, "size")), lines);
+                        push(
+                            kind,
+                            format!(
+                                "{id}: read {} bytes with sha256 {got}, expected {expected}",
+                                num(&end.value, "size")
+                            ),
+                            lines,
+                        );
                     }
                 } else if let Some(u) = upload.filter(|u| u.outcome == Some(Kind::Ok) && u.end_ms < invoke.time_ms) {
                     // Not found: fine if a delete may have run first.
@@ -300,7 +315,11 @@ pub fn check(history: &[Entry]) -> Report {
                 }
                 let mismatches = end.value.get("disk_mismatches").and_then(Value::as_array).map_or(0, Vec::len);
                 if mismatches > 0 {
-                    push(AnomalyKind::DiskDisagrees, format!("metadata and disks disagree: {}", end.value), vec![end.index]);
+                    push(
+                        AnomalyKind::DiskDisagrees,
+                        format!("metadata and disks disagree: {}", end.value),
+                        vec![end.index],
+                    );
                 }
             }
             _ => {}
@@ -311,13 +330,20 @@ pub fn check(history: &[Entry]) -> Report {
     let have_final = history.iter().any(|e| e.f == "final-list" && e.kind == Kind::Ok);
     if have_final {
         for u in &uploads {
-            let id = u.file_id.clone().or_else(|| by_id.iter().find(|(_, i)| uploads[**i].name == u.name).map(|(id, _)| id.clone()));
+            let id = u
+                .file_id
+                .clone()
+                .or_else(|| by_id.iter().find(|(_, i)| uploads[**i].name == u.name).map(|(id, _)| id.clone()));
             let listed = id.as_ref().is_some_and(|id| final_listed.contains_key(id));
             let delete = id.as_ref().and_then(|id| deletes.get(id));
             match u.outcome {
                 Some(Kind::Ok) if delete.is_none() && !listed => push(
                     AnomalyKind::LostUpload,
-                    format!("{} ({}) was acknowledged but is not listed at the end", u.name, id.clone().unwrap_or_default()),
+                    format!(
+                        "{} ({}) was acknowledged but is not listed at the end",
+                        u.name,
+                        id.clone().unwrap_or_default()
+                    ),
                     vec![u.invoke_line, u.end_line],
                 ),
                 Some(Kind::Ok) if delete.is_none() => {
@@ -336,7 +362,11 @@ pub fn check(history: &[Entry]) -> Report {
                 if d.ok_ms.is_some() && listed {
                     let mut lines = d.lines.clone();
                     lines.extend(final_listed.get(id));
-                    push(AnomalyKind::ResurrectedDelete, format!("{} ({id}) is listed at the end after its delete returned ok", u.name), lines);
+                    push(
+                        AnomalyKind::ResurrectedDelete,
+                        format!("{} ({id}) is listed at the end after its delete returned ok", u.name),
+                        lines,
+                    );
                 }
             }
             if u.outcome == Some(Kind::Info) && listed && u.size > 0 {
@@ -350,7 +380,11 @@ pub fn check(history: &[Entry]) -> Report {
                         .and_then(|files| files.iter().find(|f| text(f, "name") == u.name))
                         .map(|f| num(f, "size"));
                     if size.is_some_and(|s| s != u.size) {
-                        push(AnomalyKind::PartialFile, format!("{} is listed with {} of {} bytes", u.name, size.unwrap_or(0), u.size), vec![u.invoke_line, *line]);
+                        push(
+                            AnomalyKind::PartialFile,
+                            format!("{} is listed with {} of {} bytes", u.name, size.unwrap_or(0), u.size),
+                            vec![u.invoke_line, *line],
+                        );
                     }
                 }
             }
@@ -419,9 +453,12 @@ mod tests {
         assert_eq!(h.kinds(), vec![AnomalyKind::LostUpload]);
         // Also when a read during the run finds nothing.
         let mut h = H::new();
-        h.upload("c1", "a", "s1", Kind::Ok, "A")
-            .add("c2", Kind::Invoke, "download", json!({"file_id": "A"}))
-            .add("c2", Kind::Ok, "download", json!({"found": false}));
+        h.upload("c1", "a", "s1", Kind::Ok, "A").add("c2", Kind::Invoke, "download", json!({"file_id": "A"})).add(
+            "c2",
+            Kind::Ok,
+            "download",
+            json!({"found": false}),
+        );
         assert_eq!(h.kinds(), vec![AnomalyKind::LostUpload]);
     }
 

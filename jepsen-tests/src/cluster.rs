@@ -104,6 +104,7 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Data nodes an operator decommissioned during the run.
     pub decommissioned: std::collections::HashSet<String>,
+    small_disk: bool,
     next_host: u32,
     chunk_size: u64,
 }
@@ -145,6 +146,7 @@ impl Cluster {
             token: String::new(),
             http: reqwest::Client::new(),
             decommissioned: Default::default(),
+            small_disk: false,
             next_host: 1,
             chunk_size: opts.chunk_size,
         };
@@ -154,8 +156,7 @@ impl Cluster {
             let port = if cluster.net.namespaces { 7001 } else { free_port() };
             ctl_hosts.push((host, format!("{}:{port}", "HOST")));
         }
-        let ctl_addrs: Vec<String> =
-            ctl_hosts.iter().map(|(h, a)| a.replace("HOST", &h.ip)).collect();
+        let ctl_addrs: Vec<String> = ctl_hosts.iter().map(|(h, a)| a.replace("HOST", &h.ip)).collect();
         let peers: Vec<String> = ctl_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
         for (i, (host, _)) in ctl_hosts.into_iter().enumerate() {
             let id = i + 1;
@@ -171,7 +172,17 @@ impl Cluster {
                 "--snapshot-every=2000".into(),
                 "--upload-grace-ms=20000".into(),
             ];
-            cluster.controllers.push(cluster.proc(&format!("controller-{id}"), Role::Controller, host, addr, "tessera-controller", args));
+            cluster.controllers.push(cluster.proc(
+                &format!("controller-{id}"),
+                Role::Controller,
+                host,
+                addr,
+                "tessera-controller",
+                args,
+            ));
+        }
+        if cluster.net.namespaces {
+            cluster.mount_small_disk();
         }
         for _ in 0..opts.datanodes {
             cluster.new_datanode()?;
@@ -186,7 +197,14 @@ impl Cluster {
                 format!("--static-dir={}", cluster.dir.join("none").display()),
                 "--login-attempts-per-minute=1000".into(),
             ];
-            cluster.gateways.push(cluster.proc(&format!("gateway-{i}"), Role::Gateway, host, addr, "tessera-gateway", args));
+            cluster.gateways.push(cluster.proc(
+                &format!("gateway-{i}"),
+                Role::Gateway,
+                host,
+                addr,
+                "tessera-gateway",
+                args,
+            ));
         }
         for p in cluster.controllers.iter_mut().chain(cluster.datanodes.iter_mut()).chain(cluster.gateways.iter_mut()) {
             p.start()?;
@@ -219,6 +237,53 @@ impl Cluster {
 
     pub fn controller_addrs(&self) -> Vec<String> {
         self.controllers.iter().map(|c| c.addr.clone()).collect()
+    }
+
+    /// The data node whose disk is a small filesystem of its own, so that
+    /// the disk nemesis can fill it without filling the test machine's.
+    pub const SMALL_DISK_NODE: &'static str = "dn1";
+    const SMALL_DISK_BYTES: u64 = 384 << 20;
+
+    fn small_disk_dir(&self) -> PathBuf {
+        self.dir.join("data").join(Self::SMALL_DISK_NODE)
+    }
+
+    /// Mounts a tmpfs as dn1's directory (root only); returns whether it did.
+    fn mount_small_disk(&mut self) -> bool {
+        if unsafe { libc::geteuid() } != 0 {
+            return false;
+        }
+        let dir = self.small_disk_dir();
+        if std::fs::create_dir_all(&dir).is_err() {
+            return false;
+        }
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={}", Self::SMALL_DISK_BYTES), "tessera-jepsen"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        self.small_disk = ok;
+        ok
+    }
+
+    pub fn has_small_disk(&self) -> bool {
+        self.small_disk
+    }
+
+    /// Fills dn1's disk to the last byte; returns the filler's path.
+    pub fn fill_small_disk(&self) -> anyhow::Result<PathBuf> {
+        use std::io::Write;
+        let path = self.small_disk_dir().join("filler.bin");
+        let mut file = std::fs::File::create(&path)?;
+        let block = vec![0u8; 1 << 20];
+        loop {
+            match file.write(&block) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = file.sync_all();
+        Ok(path)
     }
 
     /// Adds a data node process (started by the caller or by `start`).
@@ -271,8 +336,11 @@ impl Cluster {
     }
 
     async fn bootstrap_admin(&mut self) -> anyhow::Result<()> {
-        self.admin_cli(&["users", "create", "admin", "--role=admin", "--password-file=-", "--if-missing"], Some("jepsen-admin-password"))
-            .await?;
+        self.admin_cli(
+            &["users", "create", "admin", "--role=admin", "--password-file=-", "--if-missing"],
+            Some("jepsen-admin-password"),
+        )
+        .await?;
         self.token = self.admin_cli(&["tokens", "create", "admin", "--label=jepsen"], None).await?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.token).parse()?);
@@ -303,7 +371,8 @@ impl Cluster {
         let want = self.datanodes.iter().filter(|d| d.running()).count();
         while Instant::now() < deadline {
             if let Some(nodes) = self.admin_json("/admin/nodes").await {
-                let healthy = nodes["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["health"] == "healthy").count());
+                let healthy =
+                    nodes["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["health"] == "healthy").count());
                 if healthy >= want.min(3) {
                     return Ok(());
                 }
@@ -344,6 +413,10 @@ impl Cluster {
     pub fn shutdown(&mut self) {
         for p in self.gateways.iter_mut().chain(self.datanodes.iter_mut()).chain(self.controllers.iter_mut()) {
             p.kill();
+        }
+        if self.small_disk {
+            let _ = std::process::Command::new("umount").arg(self.small_disk_dir()).status();
+            self.small_disk = false;
         }
         self.net.teardown();
     }

@@ -98,8 +98,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let seed = args.seed.unwrap_or_else(|| tessera_seed());
     let mut faults = parse_faults(&args.nemesis)?;
-    let out = args.out.clone().unwrap_or_else(|| cluster::bin_dir().join("..").join("jepsen").join(format!("seed-{seed}")));
-    println!("tessera-jepsen: seed {seed}, {} s, clients {}, faults {faults:?}, out {}", args.time_limit, args.clients, out.display());
+    let out =
+        args.out.clone().unwrap_or_else(|| cluster::bin_dir().join("..").join("jepsen").join(format!("seed-{seed}")));
+    println!(
+        "tessera-jepsen: seed {seed}, {} s, clients {}, faults {faults:?}, out {}",
+        args.time_limit,
+        args.clients,
+        out.display()
+    );
 
     let started = Instant::now();
     let cluster = Cluster::start(
@@ -113,7 +119,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         println!("topology: every process in its own network namespace on a bridge (partitions are real)");
     } else {
         let skipped: Vec<Fault> = faults.iter().copied().filter(|f| f.needs_network()).collect();
-        println!("topology: loopback only (no root or no `ip netns`); skipped faults that need a network cut: {skipped:?}");
+        println!(
+            "topology: loopback only (no root or no `ip netns`); skipped faults that need a network cut: {skipped:?}"
+        );
         faults.retain(|f| !f.needs_network());
     }
     println!("network faults: partitions by moving links to a cut-off bridge; slow links by a token bucket (this kernel has no netem: no packet loss)");
@@ -141,8 +149,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         known: Arc::new(StdMutex::new(Vec::new())),
         stop: stop.clone(),
     });
-    let clients: Vec<_> =
-        (0..args.clients.max(1)).map(|i| tokio::spawn(workload.clone().client(i, seed))).collect();
+    let clients: Vec<_> = (0..args.clients.max(1)).map(|i| tokio::spawn(workload.clone().client(i, seed))).collect();
     let nemesis = Nemesis {
         cluster: cluster.clone(),
         faults,
@@ -210,9 +217,16 @@ async fn wait_healed(cluster: &Arc<Mutex<Cluster>>, timeout: Duration) -> bool {
         if let Some(s) = summary {
             let chunks = &s["chunks"];
             let unhealthy = s["nodes"].as_object().map_or(0, |n| {
-                n.iter().filter(|(k, _)| k.as_str() == "suspect" || k.as_str() == "dead").map(|(_, v)| v.as_u64().unwrap_or(0)).sum::<u64>()
+                n.iter()
+                    .filter(|(k, _)| k.as_str() == "suspect" || k.as_str() == "dead")
+                    .map(|(_, v)| v.as_u64().unwrap_or(0))
+                    .sum::<u64>()
             });
-            if chunks["under_replicated"] == 0 && chunks["lost"] == 0 && unhealthy == 0 && s["rebalances"]["running"] == 0 {
+            if chunks["under_replicated"] == 0
+                && chunks["lost"] == 0
+                && unhealthy == 0
+                && s["rebalances"]["running"] == 0
+            {
                 return true;
             }
         }

@@ -25,7 +25,7 @@ pub enum Fault {
     Partition,
     /// A rate-limited link (no netem on this kernel: no loss).
     Slow,
-    /// Flip bytes in a chunk file, or delete one.
+    /// Flip bytes in a chunk file, delete one, or fill a data node's disk.
     Disk,
     /// Add a data node, or decommission one.
     Membership,
@@ -43,7 +43,9 @@ impl FromStr for Fault {
             "slow" => Fault::Slow,
             "disk" => Fault::Disk,
             "membership" => Fault::Membership,
-            other => return Err(format!("unknown nemesis {other:?} (kill, pause, partition, slow, disk, membership, all)")),
+            other => {
+                return Err(format!("unknown nemesis {other:?} (kill, pause, partition, slow, disk, membership, all)"))
+            }
         })
     }
 }
@@ -92,7 +94,14 @@ impl Nemesis {
                 return;
             }
             if let Err(e) = self.apply(fault, rng).await {
-                self.recorder.record("nemesis", Kind::Info, "error", json!({ "fault": format!("{fault:?}"), "error": e.to_string() })).await;
+                self.recorder
+                    .record(
+                        "nemesis",
+                        Kind::Info,
+                        "error",
+                        json!({ "fault": format!("{fault:?}"), "error": e.to_string() }),
+                    )
+                    .await;
             }
         }
     }
@@ -113,7 +122,8 @@ impl Nemesis {
             }
             2 => (Role::Gateway, rng.gen_range(0..cluster.gateways.len())),
             _ => {
-                let live: Vec<usize> = (0..cluster.datanodes.len()).filter(|i| cluster.datanodes[*i].running()).collect();
+                let live: Vec<usize> =
+                    (0..cluster.datanodes.len()).filter(|i| cluster.datanodes[*i].running()).collect();
                 (Role::Datanode, *live.choose(rng).unwrap_or(&0))
             }
         }
@@ -189,6 +199,13 @@ impl Nemesis {
                 self.cluster.lock().await.net.heal()?;
                 self.record("heal", json!({})).await;
             }
+            Fault::Disk if rng.gen_bool(0.3) && self.cluster.lock().await.has_small_disk() => {
+                let filler = self.cluster.lock().await.fill_small_disk()?;
+                self.record("disk", json!({ "action": "fill", "node": Cluster::SMALL_DISK_NODE })).await;
+                sleep_unless_stopped(&self.stop, self.hold).await;
+                std::fs::remove_file(&filler)?;
+                self.record("disk", json!({ "action": "unfill", "node": Cluster::SMALL_DISK_NODE })).await;
+            }
             Fault::Disk => {
                 let cluster = self.cluster.lock().await;
                 let nodes: Vec<String> = cluster.datanodes.iter().map(|d| d.name.clone()).collect();
@@ -208,7 +225,8 @@ impl Nemesis {
                     std::fs::remove_file(&file)?;
                 }
                 drop(cluster);
-                self.record("disk", json!({ "action": action, "node": node, "file": file.display().to_string() })).await;
+                self.record("disk", json!({ "action": action, "node": node, "file": file.display().to_string() }))
+                    .await;
             }
             Fault::Membership => {
                 let mut cluster = self.cluster.lock().await;

@@ -123,7 +123,18 @@ impl Network {
         for h in &self.hosts {
             if let Some(link) = &h.link {
                 run(&["ip", "link", "set", link, "master", &self.main_bridge])?;
-                let _ = run(&["ip", "netns", "exec", h.netns.as_deref().unwrap_or(""), "tc", "qdisc", "del", "dev", "eth0", "root"]);
+                let _ = run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    h.netns.as_deref().unwrap_or(""),
+                    "tc",
+                    "qdisc",
+                    "del",
+                    "dev",
+                    "eth0",
+                    "root",
+                ]);
             }
         }
         Ok(())
@@ -134,7 +145,10 @@ impl Network {
     /// delays and queues packets instead).
     pub fn slow(&self, host: &Host) -> anyhow::Result<()> {
         let Some(ns) = &host.netns else { bail!("slow links need namespaces") };
-        run(&["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "2mbit", "burst", "16kbit", "latency", "300ms"])
+        run(&[
+            "ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "2mbit",
+            "burst", "16kbit", "latency", "300ms",
+        ])
     }
 
     pub fn teardown(&mut self) {

@@ -71,7 +71,8 @@ impl Workload {
                 (35..=59, Some(t)) => self.download(&process, &gateway, &t).await,
                 (60..=69, Some(t)) => {
                     let start = if t.size == 0 { 0 } else { rng.gen_range(0..t.size) };
-                    let len = if t.size == 0 { 0 } else { rng.gen_range(1..=(t.size - start).min(3 * self.chunk_size / 2)) };
+                    let len =
+                        if t.size == 0 { 0 } else { rng.gen_range(1..=(t.size - start).min(3 * self.chunk_size / 2)) };
                     self.range(&process, &gateway, &t, start, len).await
                 }
                 (70..=84, _) => self.list(&process, &gateway).await,
@@ -129,7 +130,9 @@ impl Workload {
                     Outcome::Fail(json!({ "status": r.status().as_u16(), "body": r.text().await.unwrap_or_default() }))
                 }
                 // A 5xx may come after the commit was applied: indeterminate.
-                Ok(r) => Outcome::Info(json!({ "status": r.status().as_u16(), "body": r.text().await.unwrap_or_default() })),
+                Ok(r) => {
+                    Outcome::Info(json!({ "status": r.status().as_u16(), "body": r.text().await.unwrap_or_default() }))
+                }
                 Err(e) => Outcome::Info(json!({ "error": e.to_string() })),
             }
         })
@@ -142,7 +145,9 @@ impl Workload {
         self.op(process, "download", invoke, async {
             match request.send().await {
                 Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
-                    Ok(b) => Outcome::Ok(json!({ "found": true, "size": b.len(), "sha256": sha256(&b), "expected_sha256": t.sha256 })),
+                    Ok(b) => Outcome::Ok(
+                        json!({ "found": true, "size": b.len(), "sha256": sha256(&b), "expected_sha256": t.sha256 }),
+                    ),
                     Err(e) => Outcome::Fail(json!({ "error": format!("body: {e}") })),
                 },
                 Ok(r) if r.status().as_u16() == 404 => Outcome::Ok(json!({ "found": false })),
@@ -167,7 +172,9 @@ impl Workload {
         self.op(process, "range", invoke, async {
             match request.send().await {
                 Ok(r) if r.status().as_u16() == 206 => match r.bytes().await {
-                    Ok(b) => Outcome::Ok(json!({ "found": true, "size": b.len(), "sha256": sha256(&b), "expected_sha256": expected })),
+                    Ok(b) => Outcome::Ok(
+                        json!({ "found": true, "size": b.len(), "sha256": sha256(&b), "expected_sha256": expected }),
+                    ),
                     Err(e) => Outcome::Fail(json!({ "error": format!("body: {e}") })),
                 },
                 Ok(r) if r.status().as_u16() == 404 => Outcome::Ok(json!({ "found": false })),

@@ -22,6 +22,8 @@ use crate::state::AppState;
 
 /// Placements asked for per plan call.
 const PLAN_BATCH: u32 = 16;
+/// How long a failed upload waits for its chunks in flight before aborting.
+const DRAIN_ON_FAILURE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Rounds of replacement targets for a chunk whose replicas failed.
 const REPLACEMENT_ROUNDS: usize = 3;
 
@@ -128,13 +130,37 @@ fn too_large(limit: u64) -> ApiError {
 }
 
 impl Upload {
-    async fn run<S, E>(&mut self, chunk_size: usize, mut body: S) -> Result<pb::FileMetadata, ApiError>
+    async fn run<S, E>(&mut self, chunk_size: usize, body: S) -> Result<pb::FileMetadata, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut tasks: JoinSet<Result<(), ApiError>> = JoinSet::new();
+        let result = self.stream_chunks(chunk_size, body, &mut tasks).await;
+        if result.is_err() {
+            // Let the chunks already on their way land and be reported
+            // before the upload is aborted: the abort then turns them into
+            // garbage the data nodes delete at once, instead of orphans
+            // found only by the next inventory.
+            let drain = async { while tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(DRAIN_ON_FAILURE, drain).await.is_err() {
+                tasks.abort_all();
+            }
+        }
+        result
+    }
+
+    async fn stream_chunks<S, E>(
+        &mut self,
+        chunk_size: usize,
+        mut body: S,
+        tasks: &mut JoinSet<Result<(), ApiError>>,
+    ) -> Result<pb::FileMetadata, ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let in_flight = Arc::new(Semaphore::new(self.app.settings.chunks_in_flight.max(1)));
-        let mut tasks: JoinSet<Result<(), ApiError>> = JoinSet::new();
         let mut hasher = Sha256::new();
         let mut buffer = BytesMut::with_capacity(chunk_size);
         let mut index = 0u32;
@@ -159,7 +185,7 @@ impl Upload {
                 piece = &piece[take..];
                 if buffer.len() == chunk_size {
                     let chunk = std::mem::replace(&mut buffer, BytesMut::with_capacity(chunk_size)).freeze();
-                    hasher = self.dispatch(&mut tasks, &in_flight, hasher, index, chunk).await?;
+                    hasher = self.dispatch(tasks, &in_flight, hasher, index, chunk).await?;
                     index += 1;
                 }
             }
@@ -169,7 +195,7 @@ impl Upload {
             }
         }
         if !buffer.is_empty() {
-            hasher = self.dispatch(&mut tasks, &in_flight, hasher, index, buffer.freeze()).await?;
+            hasher = self.dispatch(tasks, &in_flight, hasher, index, buffer.freeze()).await?;
             index += 1;
         }
         while let Some(done) = tasks.join_next().await {
