@@ -67,6 +67,14 @@ impl Liveness {
         self.lock().get(node_id).cloned()
     }
 
+    /// The node said its disk is full: place nothing there until its next
+    /// heartbeat reports free space again.
+    pub fn mark_full(&self, node_id: &str) {
+        if let Some(node) = self.lock().get_mut(node_id) {
+            node.free_bytes = 0;
+        }
+    }
+
     pub fn reserve(&self, node_id: &str, bytes: u64) {
         if let Some(node) = self.lock().get_mut(node_id) {
             node.reserved_bytes = node.reserved_bytes.saturating_add(bytes);

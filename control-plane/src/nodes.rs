@@ -11,6 +11,10 @@ use crate::meta::NodeHealth;
 /// Most delete commands handed to a node per heartbeat, to keep replies small.
 const MAX_COMMANDS_PER_HEARTBEAT: usize = 1000;
 
+/// Files younger than this are left out of the missing-replica check: the
+/// node's inventory may have been taken before their chunks landed.
+const INVENTORY_SETTLE_MS: i64 = 30_000;
+
 pub struct Registration {
     pub node_id: String,
     pub host: String,
@@ -64,6 +68,22 @@ impl Controller {
             self.rebalance_requested.store(true, std::sync::atomic::Ordering::Relaxed);
         }
 
+        // Replicas the metadata places on this node that its disk no longer
+        // has (lost, deleted by hand): dropped, so repair copies them again.
+        let missing = self.missing_replicas(&reg.node_id, &reg.inventory);
+        for (file_id, index) in missing {
+            tracing::warn!(node = %reg.node_id, file = %file_id, chunk = index, "a replica is missing from the node's disk");
+            let dropped = Event::ReplicaDropped {
+                file_id,
+                index,
+                node_id: reg.node_id.clone(),
+                reason: "missing from the node's disk".into(),
+            };
+            if let Err(e) = self.propose(dropped).await {
+                tracing::warn!(error = %e, "could not drop a missing replica");
+            }
+        }
+
         let unwanted: Vec<(Uuid, u32)> = {
             let state = self.state.read();
             let copying = self.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -78,6 +98,34 @@ impl Controller {
             self.propose(Event::GarbageFound { node_id: reg.node_id, chunks: unwanted }).await?;
         }
         Ok(())
+    }
+
+    /// Chunks of committed files whose metadata names `node_id` as a
+    /// replica but which are not in its inventory. Skips chunks with no
+    /// other replica (better a wrong entry than none until repair finds
+    /// one), copies in flight, and files younger than the inventory may be.
+    fn missing_replicas(&self, node_id: &str, inventory: &[(Uuid, u32)]) -> Vec<(Uuid, u32)> {
+        let held: std::collections::HashSet<&(Uuid, u32)> = inventory.iter().collect();
+        let recent = tessera_proto::now_ms() - INVENTORY_SETTLE_MS;
+        let state = self.state.read();
+        let copying = self.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut missing = Vec::new();
+        for file in state.meta.files.values() {
+            if file.state != crate::meta::FileState::Committed || file.created_at_ms > recent {
+                continue;
+            }
+            for (index, chunk) in &file.chunks {
+                let key = (file.id, *index);
+                if chunk.replicas.len() > 1
+                    && chunk.replicas.iter().any(|n| n == node_id)
+                    && !held.contains(&key)
+                    && !copying.contains(&(file.id, *index, node_id.to_string()))
+                {
+                    missing.push(key);
+                }
+            }
+        }
+        missing
     }
 
     pub async fn heartbeat(

@@ -207,7 +207,12 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
             .await
             .map_err(|e| e.to_string()),
         Ok(_) => Err("the copy's checksum does not match".to_string()),
-        Err(status) => Err(format!("{}: {}", status.code(), status.message())),
+        Err(status) => {
+            if status.code() == tonic::Code::ResourceExhausted {
+                controller.liveness.mark_full(&job.target);
+            }
+            Err(format!("{}: {}", status.code(), status.message()))
+        }
     };
     controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&copy_key);
     let (ok, error) = match outcome {

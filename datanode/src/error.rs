@@ -27,6 +27,11 @@ impl From<StoreError> for Status {
             StoreError::Corrupt(..) => Status::data_loss(msg),
             StoreError::BadRequest(_) | StoreError::Mismatch(_) => Status::invalid_argument(msg),
             StoreError::Failed => Status::unavailable(msg),
+            // A full disk is this node's problem, not the request's: the
+            // sender should try another node.
+            StoreError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                Status::resource_exhausted(format!("disk full: {msg}"))
+            }
             StoreError::Io(_) => Status::internal(msg),
         }
     }

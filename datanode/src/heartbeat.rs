@@ -21,7 +21,12 @@ pub struct Announcer {
     pub interval: Duration,
     pub inventory_interval: Duration,
     pub store: ChunkStore,
+    /// For registration (a full inventory may take a while).
     pub control: ControlClient,
+    /// For heartbeats: attempts time out well within the leader's suspect
+    /// timeout, so a node whose leader was cut off finds the new one before
+    /// the new one declares it dead.
+    pub heartbeat_control: ControlClient,
     pub failed: Arc<AtomicBool>,
 }
 
@@ -39,12 +44,17 @@ pub fn filesystem_space(path: &Path) -> Option<(u64, u64)> {
     Some((stat.f_blocks as u64 * block, stat.f_bavail as u64 * block))
 }
 
+/// Space kept free on the filesystem for temp files, checksum sidecars and
+/// directories, so a node reported as having room for a chunk has it.
+const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
 /// Free bytes as the controllers should see them: what the filesystem has
-/// left, but never more than the configured capacity minus what we store.
+/// left (minus a reserve), but never more than the configured capacity
+/// minus what we store.
 pub fn free_bytes(store: &ChunkStore, capacity_bytes: u64) -> u64 {
     let by_capacity = capacity_bytes.saturating_sub(store.used_bytes());
     match filesystem_space(store.node_dir()) {
-        Some((_, available)) => available.min(by_capacity),
+        Some((_, available)) => available.saturating_sub(FREE_SPACE_RESERVE).min(by_capacity),
         None => by_capacity,
     }
 }
@@ -137,7 +147,7 @@ impl Announcer {
                 deleted: deleted.clone(),
             };
             let reply = self
-                .control
+                .heartbeat_control
                 .call(|mut c| {
                     let request = request.clone();
                     async move { c.heartbeat(request).await }

@@ -114,6 +114,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_id, %listen, chunks = store.chunk_count(), capacity_bytes, "data node serving");
 
     let control = ControlClient::new(config.controllers.clone(), RetryPolicy::default());
+    // A heartbeat is tiny: an attempt that takes longer than half an
+    // interval is talking to a controller that is gone or cut off.
+    let heartbeat_policy = RetryPolicy {
+        attempt_timeout: (Duration::from_millis(config.heartbeat_interval_ms) / 2)
+            .clamp(Duration::from_millis(250), Duration::from_secs(2)),
+        ..RetryPolicy::default()
+    };
+    let heartbeat_control = ControlClient::new(config.controllers.clone(), heartbeat_policy);
     let scrubber = scrub::Scrubber {
         node_id: config.node_id.clone(),
         store: store.clone(),
@@ -131,6 +139,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         inventory_interval: Duration::from_millis(config.inventory_interval_ms.max(100)),
         store,
         control,
+        heartbeat_control,
         failed,
     };
     let beats = tokio::spawn(announcer.run(shutdown.clone()));
