@@ -347,8 +347,10 @@ pub fn check(history: &[Entry]) -> Report {
                     vec![u.invoke_line, u.end_line],
                 ),
                 Some(Kind::Ok) if delete.is_none() => {
+                    // A final read that was never made (a run cut short)
+                    // proves nothing either way; one that found nothing does.
                     let read = id.as_ref().and_then(|id| final_reads.get(id));
-                    if read.is_none_or(|r| !r.value.get("found").and_then(Value::as_bool).unwrap_or(true)) {
+                    if read.is_some_and(|r| !r.value.get("found").and_then(Value::as_bool).unwrap_or(true)) {
                         push(
                             AnomalyKind::LostUpload,
                             format!("{} was acknowledged and is listed but cannot be read at the end", u.name),

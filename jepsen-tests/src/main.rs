@@ -268,21 +268,31 @@ async fn final_reads(cluster: &Arc<Mutex<Cluster>>, http: &reqwest::Client, gate
         Some(e) => recorder.record("final", Kind::Fail, "final-list", json!({ "error": e })).await,
         None => recorder.record("final", Kind::Ok, "final-list", json!({ "files": files })).await,
     }
-    for f in &files {
-        let id = f["id"].as_str().unwrap_or_default();
-        recorder.record("final", Kind::Invoke, "final-read", json!({ "file_id": id })).await;
-        let result = http.get(format!("{gateway}/api/files/{id}/content")).send().await;
-        let value = match result {
-            Ok(r) if r.status().is_success() => match r.bytes().await {
-                Ok(b) => (Kind::Ok, json!({ "found": true, "size": b.len(), "sha256": sha256(&b) })),
-                Err(e) => (Kind::Fail, json!({ "error": e.to_string() })),
-            },
-            Ok(r) if r.status().as_u16() == 404 => (Kind::Ok, json!({ "found": false })),
-            Ok(r) => (Kind::Fail, json!({ "status": r.status().as_u16() })),
-            Err(e) => (Kind::Fail, json!({ "error": e.to_string() })),
-        };
-        recorder.record("final", value.0, "final-read", value.1).await;
-    }
+    // Eight readers, each its own history process (one operation at a time each).
+    const READERS: usize = 8;
+    let per = files.len().div_ceil(READERS).max(1);
+    let readers = files.chunks(per).enumerate().map(|(w, part)| {
+        let process = format!("final-{w}");
+        let gateway = gateway.clone();
+        async move {
+            for f in part {
+                let id = f["id"].as_str().unwrap_or_default();
+                recorder.record(&process, Kind::Invoke, "final-read", json!({ "file_id": id })).await;
+                let result = http.get(format!("{gateway}/api/files/{id}/content")).send().await;
+                let value = match result {
+                    Ok(r) if r.status().is_success() => match r.bytes().await {
+                        Ok(b) => (Kind::Ok, json!({ "found": true, "size": b.len(), "sha256": sha256(&b) })),
+                        Err(e) => (Kind::Fail, json!({ "error": e.to_string() })),
+                    },
+                    Ok(r) if r.status().as_u16() == 404 => (Kind::Ok, json!({ "found": false })),
+                    Ok(r) => (Kind::Fail, json!({ "status": r.status().as_u16() })),
+                    Err(e) => (Kind::Fail, json!({ "error": e.to_string() })),
+                };
+                recorder.record(&process, value.0, "final-read", value.1).await;
+            }
+        }
+    });
+    futures::future::join_all(readers).await;
 
     // Replication after healing, and the metadata against the disks.
     recorder.record("final", Kind::Invoke, "check", json!({})).await;
