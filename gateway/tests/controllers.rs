@@ -227,7 +227,7 @@ async fn grow_to_five_controllers_and_back_under_load() {
     let response = cluster.client.post(cluster.url("/admin/controllers")).body("{").send().await.unwrap();
     assert_eq!(response.status().as_u16(), 400);
     let response = cluster.client.delete(cluster.url("/admin/controllers/99")).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(response.status().as_u16(), 404, "an unknown controller");
 }
 
 #[tokio::test(flavor = "multi_thread")]
