@@ -188,9 +188,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
         }
     }
-    let healed = wait_healed(&cluster, Duration::from_secs(180)).await;
+    let healed = wait_healed(&cluster, Duration::from_secs(300)).await;
     if !healed {
-        println!("warning: the cluster did not report full replication within 180 s");
+        println!("warning: the cluster did not report full replication within 300 s (the final check will tell)");
     }
     final_reads(&cluster, &http, &gateways, &recorder).await;
     drop(recorder);
@@ -294,7 +294,9 @@ async fn final_reads(cluster: &Arc<Mutex<Cluster>>, http: &reqwest::Client, gate
     });
     futures::future::join_all(readers).await;
 
-    // Replication after healing, and the metadata against the disks.
+    // Replication after healing, and the metadata against the disks: given
+    // the reads' time as well to finish repairs, then it must hold.
+    wait_healed(cluster, Duration::from_secs(120)).await;
     recorder.record("final", Kind::Invoke, "check", json!({})).await;
     let c = cluster.lock().await;
     let summary = c.admin_json("/admin/summary").await.unwrap_or(Value::Null);
