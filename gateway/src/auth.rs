@@ -82,16 +82,12 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<CurrentUser, Ap
     }
     let hash = token_hash(token);
     let request = pb::AuthenticateRequest { token_hash: hash.clone() };
-    let user = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.authenticate(request).await }
-        })
-        .await
-        .map_err(|status| match status.code() {
-            Code::Unauthenticated => unauthorized(),
-            _ => ApiError::from(status),
+    let user =
+        app.control.call_with(request, |mut c, r| async move { c.authenticate(r).await }).await.map_err(|status| {
+            match status.code() {
+                Code::Unauthenticated => unauthorized(),
+                _ => ApiError::from(status),
+            }
         })?;
     Ok(CurrentUser {
         username: user.username,

@@ -163,6 +163,17 @@ impl ControlClient {
         }
     }
 
+    /// [`call`](Self::call) for the common case of one request message,
+    /// cloned for every attempt.
+    pub async fn call_with<R, T, F, Fut>(&self, request: R, mut call: F) -> Result<T, Status>
+    where
+        R: Clone,
+        F: FnMut(MasterClient, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call(|client| call(client, request.clone())).await
+    }
+
     fn target(&self, rotation: usize) -> String {
         if let Some(leader) = self.known_leader() {
             return leader;

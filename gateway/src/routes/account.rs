@@ -84,13 +84,7 @@ pub async fn login(
         return Err(bad_credentials());
     }
     let request = pb::GetUserCredentialsRequest { username: body.username.clone() };
-    let found = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get_user_credentials(request).await }
-        })
-        .await;
+    let found = app.control.call_with(request, |mut c, r| async move { c.get_user_credentials(r).await }).await;
     let (user, hash) = match found {
         Ok(creds) => (creds.user, creds.password_hash),
         Err(status) if status.code() == Code::NotFound => (None, DUMMY_HASH.clone()),
@@ -111,12 +105,7 @@ pub async fn login(
         label: format!("signed in from {}", client.ip()),
         expires_at_ms: tessera_proto::now_ms() + ttl_ms,
     };
-    app.control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.issue_token(request).await }
-        })
-        .await?;
+    app.control.call_with(request, |mut c, r| async move { c.issue_token(r).await }).await?;
     let me =
         Me { username: user.username, role: user.role, quota_bytes: user.quota_bytes, used_bytes: user.used_bytes };
     let cookie = session_cookie(&app, &secret, app.settings.session_ttl.as_secs())?;
@@ -135,13 +124,7 @@ pub async fn logout(State(app): State<AppState>, user: CurrentUser) -> Result<Re
         token_id: String::new(),
         token_hash: user.token_hash,
     };
-    let revoked = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.revoke_token(request).await }
-        })
-        .await;
+    let revoked = app.control.call_with(request, |mut c, r| async move { c.revoke_token(r).await }).await;
     match revoked {
         Ok(_) => {}
         Err(status) if status.code() == Code::NotFound => {}
@@ -164,13 +147,7 @@ pub async fn me(user: CurrentUser) -> Json<Me> {
     responses((status = 200, body = TokenList), (status = 401, body = ErrorBody)))]
 pub async fn list_tokens(State(app): State<AppState>, user: CurrentUser) -> Result<Json<TokenList>, ApiError> {
     let request = pb::ListTokensRequest { username: user.username };
-    let reply = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.list_tokens(request).await }
-        })
-        .await?;
+    let reply = app.control.call_with(request, |mut c, r| async move { c.list_tokens(r).await }).await?;
     Ok(Json(TokenList { tokens: reply.tokens.iter().map(json::token).collect() }))
 }
 
@@ -212,13 +189,7 @@ pub async fn create_token(
     let (secret, token_hash) = new_token();
     let request =
         pb::IssueTokenRequest { username: user.username, token_hash, kind: "api".into(), label, expires_at_ms };
-    let token = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.issue_token(request).await }
-        })
-        .await?;
+    let token = app.control.call_with(request, |mut c, r| async move { c.issue_token(r).await }).await?;
     Ok((
         StatusCode::CREATED,
         Json(NewTokenResponse {
@@ -243,11 +214,6 @@ pub async fn revoke_token(
         return Err(ApiError::NotFound(format!("no such token: {}", id.chars().take(64).collect::<String>())));
     }
     let request = pb::RevokeTokenRequest { username: user.username, token_id: id, token_hash: String::new() };
-    app.control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.revoke_token(request).await }
-        })
-        .await?;
+    app.control.call_with(request, |mut c, r| async move { c.revoke_token(r).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

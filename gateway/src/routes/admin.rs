@@ -195,13 +195,7 @@ pub async fn add_controller(
 ) -> Result<Json<ControllerList>, ApiError> {
     let Json(body) = json_body(body)?;
     let request = pb::AddControllerRequest { id: body.id, addr: body.addr };
-    let reply = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.add_controller(request).await }
-        })
-        .await?;
+    let reply = app.control.call_with(request, |mut c, r| async move { c.add_controller(r).await }).await?;
     Ok(Json(ControllerList { controllers: reply.controllers.iter().map(json::controller).collect() }))
 }
 
@@ -263,13 +257,7 @@ pub async fn create_user(
         .map_err(|e| ApiError::Internal(format!("hashing the password: {e}")))?
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let request = pb::CreateUserRequest { username: body.username, password_hash, role, quota_bytes: body.quota_bytes };
-    let user = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.create_user(request).await }
-        })
-        .await?;
+    let user = app.control.call_with(request, |mut c, r| async move { c.create_user(r).await }).await?;
     Ok((StatusCode::CREATED, Json(json::user(&user))))
 }
 

@@ -154,13 +154,7 @@ pub async fn list(
         cursor: params.cursor.unwrap_or_default(),
         owner: user.username,
     };
-    let reply = app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.list_files(request).await }
-        })
-        .await?;
+    let reply = app.control.call_with(request, |mut c, r| async move { c.list_files(r).await }).await?;
     Ok(Json(FileList {
         files: reply.files.iter().map(json::file).collect(),
         next_cursor: (!reply.next_cursor.is_empty()).then_some(reply.next_cursor),
@@ -184,12 +178,7 @@ async fn delete_file(app: &AppState, owner: &str, id: &str) -> Result<(), ApiErr
     tessera_proto::ids::parse_file_id(id)
         .map_err(|_| ApiError::NotFound(format!("no such file: {}", id.chars().take(80).collect::<String>())))?;
     let request = pb::DeleteFileRequest { file_id: id.to_string(), owner: owner.to_string() };
-    app.control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.delete_file(request).await }
-        })
-        .await?;
+    app.control.call_with(request, |mut c, r| async move { c.delete_file(r).await }).await?;
     Ok(())
 }
 
@@ -280,10 +269,7 @@ pub async fn content(
 pub async fn usage(State(app): State<AppState>, user: CurrentUser) -> Result<Json<Usage>, ApiError> {
     let summary = crate::routes::admin::summary_of(&app);
     let request = pb::ListFilesRequest { limit: 1, owner: user.username.clone(), ..Default::default() };
-    let mine = app.control.call(|mut c| {
-        let request = request.clone();
-        async move { c.list_files(request).await }
-    });
+    let mine = app.control.call_with(request, |mut c, r| async move { c.list_files(r).await });
     let (summary, mine) = tokio::try_join!(summary, async { mine.await.map_err(ApiError::from) })?;
     Ok(Json(Usage {
         files: mine.total_files,
