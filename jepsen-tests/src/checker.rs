@@ -392,7 +392,7 @@ pub fn check(history: &[Entry]) -> Report {
             }
         }
     }
-    anomalies.sort_by(|a, b| (a.kind.clone(), a.lines.clone()).cmp(&(b.kind.clone(), b.lines.clone())));
+    anomalies.sort_by_key(|a| (a.kind.clone(), a.lines.clone()));
     anomalies.dedup_by(|a, b| a.kind == b.kind && a.detail == b.detail);
     report.anomalies = anomalies;
     report

@@ -96,7 +96,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         print_report(&report, &history);
         return Ok(report.valid());
     }
-    let seed = args.seed.unwrap_or_else(|| tessera_seed());
+    let seed = args.seed.unwrap_or_else(tessera_seed);
     let mut faults = parse_faults(&args.nemesis)?;
     let out =
         args.out.clone().unwrap_or_else(|| cluster::bin_dir().join("..").join("jepsen").join(format!("seed-{seed}")));
@@ -164,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let elapsed = args.time_limit - deadline.saturating_duration_since(Instant::now()).as_secs();
-        if elapsed % 30 == 0 {
+        if elapsed.is_multiple_of(30) {
             println!("  {elapsed} s of {} s", args.time_limit);
         }
     }

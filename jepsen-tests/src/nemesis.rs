@@ -79,7 +79,7 @@ async fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) {
 impl Nemesis {
     /// Rounds of every selected fault, each round in a seeded order, until stopped.
     pub async fn run(self, seed: u64) {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x4E45_4D45_5349_53);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x004E_454D_4553_4953);
         while !self.stop.load(Ordering::Relaxed) && !self.faults.is_empty() {
             let mut order = self.faults.clone();
             order.shuffle(&mut rng);
