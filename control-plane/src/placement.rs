@@ -25,7 +25,7 @@ impl NodeLoad {
         self.used_bytes as f64 / self.capacity_bytes as f64
     }
 
-    fn fits(&self, bytes: u64) -> bool {
+    pub fn fits(&self, bytes: u64) -> bool {
         self.capacity_bytes.saturating_sub(self.used_bytes) >= bytes
     }
 }

@@ -47,7 +47,9 @@ pub fn unbalanced(healthy: &[NodeLoad], threshold_points: f64) -> bool {
 }
 
 /// Up to `max_moves` moves from the node storing the most bytes to the one
-/// storing the least, while that narrows the gap.
+/// storing the least that has room for the chunk (by its reported free
+/// space: a node whose disk is full receives nothing), while that narrows
+/// the gap.
 pub fn plan_rebalance(
     meta: &MetaState,
     healthy: &[NodeLoad],
@@ -56,6 +58,9 @@ pub fn plan_rebalance(
 ) -> Vec<RepairJob> {
     let mut stored = stored_bytes(meta, healthy);
     let addr: HashMap<&str, &str> = healthy.iter().map(|n| (n.node_id.as_str(), n.addr.as_str())).collect();
+    let mut live: HashMap<String, NodeLoad> = healthy.iter().map(|n| (n.node_id.clone(), n.clone())).collect();
+    // Smallest move worth making; a receiver without room for it is skipped.
+    let min_chunk = meta.files.values().flat_map(|f| f.chunks.values()).map(|c| c.size).filter(|s| *s > 0).min();
     let mut moved: HashSet<ChunkKey> = HashSet::new();
     let mut jobs = Vec::new();
     while jobs.len() < max_moves {
@@ -63,8 +68,15 @@ pub fn plan_rebalance(
         else {
             break;
         };
-        let Some((receiver, receiver_bytes)) = stored.iter().min_by_key(|(n, b)| (**b, (*n).clone())) else { break };
+        let Some((receiver, receiver_bytes)) = stored
+            .iter()
+            .filter(|(n, _)| **n != *donor && live.get(*n).is_some_and(|l| l.fits(min_chunk.unwrap_or(1))))
+            .min_by_key(|(n, b)| (**b, (*n).clone()))
+        else {
+            break;
+        };
         let (donor, receiver) = (donor.clone(), receiver.clone());
+        let room = live.get(&receiver).map_or(0, |l| l.capacity_bytes.saturating_sub(l.used_bytes));
         let gap = donor_bytes.saturating_sub(*receiver_bytes);
         // Largest chunk on the donor that the receiver lacks and whose move
         // narrows the gap (size < gap).
@@ -76,6 +88,7 @@ pub fn plan_rebalance(
             .filter(|(key, c)| {
                 c.size > 0
                     && c.size < gap
+                    && c.size <= room
                     && c.replicas.contains(&donor)
                     && !c.replicas.contains(&receiver)
                     && !meta.is_garbage(&receiver, key)
@@ -87,6 +100,9 @@ pub fn plan_rebalance(
         moved.insert(key);
         *stored.entry(donor.clone()).or_default() -= chunk.size;
         *stored.entry(receiver.clone()).or_default() += chunk.size;
+        if let Some(l) = live.get_mut(&receiver) {
+            l.used_bytes = l.used_bytes.saturating_add(chunk.size);
+        }
         jobs.push(RepairJob {
             file_id: key.0,
             index: key.1,
@@ -111,6 +127,7 @@ pub async fn run_rebalance_worker(controller: Arc<Controller>, shutdown: Cancell
         if !controller.next_leader_tick(Duration::from_secs(1), &shutdown).await {
             return;
         }
+        crate::repair::finish_orphaned_tasks(&controller).await;
         let healthy = controller.healthy_loads();
         let repairs_pending = controller.state.read().meta.replication_stats().under_replicated > 0;
         // Repair and drains first: moving replicas while chunks lack copies
@@ -198,6 +215,41 @@ mod tests {
         assert!(jobs.iter().all(|j| j.target == "d" && j.replaces.as_deref() == Some(j.source.as_str())));
         let distinct: HashSet<(Uuid, u32)> = jobs.iter().map(|j| (j.file_id, j.index)).collect();
         assert_eq!(distinct.len(), 9, "one move per chunk");
+    }
+
+    #[test]
+    fn a_node_without_room_receives_nothing() {
+        let mut meta = MetaState::default();
+        let mut chunks = BTreeMap::new();
+        for i in 0..12u32 {
+            chunks.insert(i, ChunkRecord { size: 10, crc32c: 1, replicas: vec!["a".into(), "b".into(), "c".into()] });
+        }
+        let id = Uuid::now_v7();
+        meta.files.insert(
+            id,
+            FileRecord {
+                id,
+                name: "f".into(),
+                size: 120,
+                chunk_size: 10,
+                total_chunks: 12,
+                replication: 3,
+                state: FileState::Committed,
+                created_at_ms: 0,
+                checksum: String::new(),
+                chunks,
+                owner: String::new(),
+            },
+        );
+        // "d" stores nothing but its disk is full (filled by something else).
+        let mut full = load("d");
+        full.used_bytes = 1000;
+        assert!(plan_rebalance(&meta, &[load("a"), load("b"), load("c"), full], &HashSet::new(), 100).is_empty());
+        // Room for 3 chunks: exactly 3 moves go there.
+        let mut small = load("d");
+        small.used_bytes = 970;
+        let jobs = plan_rebalance(&meta, &[load("a"), load("b"), load("c"), small], &HashSet::new(), 100);
+        assert_eq!(jobs.len(), 3);
     }
 
     #[test]

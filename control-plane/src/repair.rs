@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::controller::Controller;
 use crate::events::Event;
-use crate::meta::tasks::TaskKind;
+use crate::meta::tasks::{TaskKind, TaskState};
 use crate::meta::{ChunkKey, FileState, MetaState, NodeHealth};
 use crate::placement::NodeLoad;
 
@@ -182,12 +182,17 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
         to: job.target.clone(),
         at_ms: tessera_proto::now_ms(),
     };
+    // In flight before the task is in the log and until its end is: a
+    // running task that is not in flight was orphaned by a leader change
+    // (see `finish_orphaned_tasks`).
+    let copy_key = (job.file_id, job.index, job.target.clone());
+    let in_flight = || controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
+    in_flight().insert(copy_key.clone());
     if let Err(e) = controller.propose(started).await {
+        in_flight().remove(&copy_key);
         tracing::debug!(error = %e, "could not start a copy task");
         return;
     }
-    let copy_key = (job.file_id, job.index, job.target.clone());
-    controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(copy_key.clone());
     let mut client = StorageServiceClient::new(lazy_channel(&job.target_addr, Duration::from_secs(60)));
     let request = pb::ReplicateChunkRequest {
         file_id: job.file_id.to_string(),
@@ -214,7 +219,6 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
             Err(format!("{}: {}", status.code(), status.message()))
         }
     };
-    controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&copy_key);
     let (ok, error) = match outcome {
         Ok(()) => {
             tracing::info!(file = %job.file_id, chunk = job.index, from = %job.source, to = %job.target, kind = kind.as_str(), "replica copied");
@@ -228,6 +232,40 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
     let finished = Event::TaskFinished { task_id, ok, error, at_ms: tessera_proto::now_ms() };
     if let Err(e) = controller.propose(finished).await {
         tracing::debug!(error = %e, "could not record the end of a copy task");
+    }
+    in_flight().remove(&copy_key);
+}
+
+/// Tasks the log shows running that no copy on this leader is running:
+/// their leader died or was deposed mid-copy, so nobody would ever finish
+/// them. Pure, for tests.
+pub fn orphaned_tasks(meta: &MetaState, in_flight: &HashSet<(Uuid, u32, String)>) -> Vec<String> {
+    meta.tasks
+        .values()
+        .filter(|t| t.state == TaskState::Running && !in_flight.contains(&(t.file_id, t.index, t.to.clone())))
+        .map(|t| t.id.clone())
+        .collect()
+}
+
+/// Leader-only: records orphaned tasks as failed, so `/admin/rebalances`
+/// does not show copies running forever after a failover.
+pub async fn finish_orphaned_tasks(controller: &Controller) {
+    let orphans = {
+        let state = controller.state.read();
+        let in_flight = controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        orphaned_tasks(&state.meta, &in_flight)
+    };
+    for task_id in orphans {
+        let finished = Event::TaskFinished {
+            task_id,
+            ok: false,
+            error: "interrupted: the controller running it lost the lead; repair plans the copy again if needed".into(),
+            at_ms: tessera_proto::now_ms(),
+        };
+        if let Err(e) = controller.propose(finished).await {
+            tracing::debug!(error = %e, "could not finish an orphaned task");
+            return;
+        }
     }
 }
 
@@ -345,5 +383,27 @@ mod tests {
         assert!(
             plan_repairs(&meta, &[load("a", 0), load("b", 995)], &HashSet::new(), &HashMap::new(), 2, 10).is_empty()
         );
+    }
+
+    #[test]
+    fn a_running_task_no_copy_runs_is_orphaned() {
+        let mut meta = MetaState::default();
+        let file = Uuid::now_v7();
+        meta.apply(&Event::TaskStarted {
+            task_id: "t1".into(),
+            kind: TaskKind::ReReplicate,
+            file_id: file,
+            index: 2,
+            from: "a".into(),
+            to: "b".into(),
+            at_ms: 1,
+        })
+        .unwrap();
+        let mut in_flight = HashSet::new();
+        assert_eq!(orphaned_tasks(&meta, &in_flight), vec!["t1".to_string()]);
+        in_flight.insert((file, 2, "b".to_string()));
+        assert!(orphaned_tasks(&meta, &in_flight).is_empty());
+        meta.apply(&Event::TaskFinished { task_id: "t1".into(), ok: false, error: "x".into(), at_ms: 2 }).unwrap();
+        assert!(orphaned_tasks(&meta, &HashSet::new()).is_empty());
     }
 }

@@ -210,9 +210,13 @@ fn tessera_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1)
 }
 
+/// Waits until every chunk is at RF, no node is suspect or dead and no copy
+/// is running; says every 30 s what it still waits for.
 async fn wait_healed(cluster: &Arc<Mutex<Cluster>>, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
+    let started = Instant::now();
+    let mut next_report = started + Duration::from_secs(30);
+    let mut waiting_for = String::from("no answer from /admin/summary");
+    while started.elapsed() < timeout {
         let summary = cluster.lock().await.admin_json("/admin/summary").await;
         if let Some(s) = summary {
             let chunks = &s["chunks"];
@@ -229,9 +233,18 @@ async fn wait_healed(cluster: &Arc<Mutex<Cluster>>, timeout: Duration) -> bool {
             {
                 return true;
             }
+            waiting_for = format!(
+                "under-replicated {}, lost {}, suspect/dead nodes {unhealthy}, copies running {}",
+                chunks["under_replicated"], chunks["lost"], s["rebalances"]["running"]
+            );
+        }
+        if Instant::now() >= next_report {
+            println!("  healing for {} s: {waiting_for}", started.elapsed().as_secs());
+            next_report += Duration::from_secs(30);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    println!("  not healed after {} s: {waiting_for}", timeout.as_secs());
     false
 }
 
