@@ -52,12 +52,17 @@ impl LogStore {
 
     /// Writes one metadata key durably (WAL fsync) off the reactor.
     async fn put_meta_sync<T: Serialize>(&self, key: &'static [u8], value: &T) -> Result<(), StorageError> {
+        self.put_meta(key, value, true).await
+    }
+
+    /// Writes one metadata key off the reactor; `sync`: wait for the WAL fsync.
+    async fn put_meta<T: Serialize>(&self, key: &'static [u8], value: &T, sync: bool) -> Result<(), StorageError> {
         let bytes = bincode::serialize(value).map_err(write_err)?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let cf = db.cf_handle(CF_META).ok_or_else(|| write_err("missing column family meta"))?;
             let mut opts = WriteOptions::default();
-            opts.set_sync(true);
+            opts.set_sync(sync);
             db.put_cf_opt(cf, key, bytes, &opts).map_err(write_err)
         })
         .await
@@ -127,7 +132,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
-        self.put_meta_sync(KEY_COMMITTED, &committed).await
+        // Not synced: it only lets a restart re-apply up to here without
+        // waiting for the leader. Losing it in a crash loses nothing (the
+        // entries are in the synced log, and the leader re-sends the commit
+        // index), so it need not cost an fsync on every commit.
+        self.put_meta(KEY_COMMITTED, &committed, false).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
