@@ -87,7 +87,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listen: std::net::SocketAddr =
         config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tessera_proto::net::NoDelayIncoming::new(listener);
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
         server = server.tls_config(tls.server_config()).context("configuring TLS")?;

@@ -107,7 +107,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tessera_proto::net::NoDelayIncoming::new(listener),
             shutdown.clone().cancelled_owned(),
         );
     let server = tokio::spawn(server);

@@ -14,6 +14,7 @@ mod state;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use tessera_proto::control_client::{ControlClient, RetryPolicy};
 
@@ -87,8 +88,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             login_attempts_per_minute: config.login_attempts_per_minute,
         },
     );
-    let listener =
-        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    // TCP_NODELAY: a response's last small write must not wait for an ACK.
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?
+        .tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
     tracing::info!(listen = %config.listen, static_dir = %config.static_dir.display(), "gateway serving");
     // The client address keys the sign-in rate limit.
     let service = routes::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -1,13 +1,14 @@
 //! Shared by every Tessera service: the generated gRPC types ([`pb`], [`raft_pb`]),
 //! identifier validation ([`ids`]), chunk checksums ([`checksum`]), wire limits
-//! ([`limits`]), mutual TLS ([`tls`]) and the leader-following controller
-//! client ([`control_client`]).
+//! ([`limits`]), mutual TLS ([`tls`]), accepted sockets ([`net`]) and the
+//! leader-following controller client ([`control_client`]).
 
 pub mod checksum;
 pub mod config;
 pub mod control_client;
 pub mod ids;
 pub mod limits;
+pub mod net;
 pub mod secrets;
 pub mod shutdown;
 pub mod tls;
