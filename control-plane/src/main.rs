@@ -77,7 +77,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     .validate()
     .context("invalid raft configuration")?;
-    let raft = raft::Raft::new(config.id, Arc::new(raft_config), NetworkFactory, log_store, state_machine)
+    let raft = raft::Raft::new(config.id, Arc::new(raft_config), NetworkFactory::default(), log_store, state_machine)
         .await
         .context("starting raft")?;
 

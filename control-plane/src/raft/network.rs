@@ -3,6 +3,8 @@
 //! so a remote Raft error comes back as `RemoteError`, and only transport
 //! failures become `Unreachable`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -22,17 +24,28 @@ use tonic::transport::Channel;
 
 use super::{io_error, NodeId, TypeConfig};
 
-/// Creates one client per peer; openraft keeps it for the replication stream.
+/// Hands out clients over one cached channel (one HTTP/2 connection) per
+/// peer address. openraft asks for a new client for every leadership check
+/// (each linearizable read) and every election, not only per replication
+/// stream: a fresh channel each time meant a TCP and TLS handshake per read.
 #[derive(Clone, Default)]
-pub struct NetworkFactory;
+pub struct NetworkFactory {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         // The per-call deadline comes from openraft's RPCOption; this one only
-        // backs it up.
-        let channel = lazy_channel(&node.addr, Duration::from_secs(30));
+        // backs it up. A cached channel reconnects by itself after a failure.
+        let channel = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(node.addr.clone())
+            .or_insert_with(|| lazy_channel(&node.addr, Duration::from_secs(30)))
+            .clone();
         let client = RaftServiceClient::new(channel)
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
