@@ -151,4 +151,19 @@ pub enum Event {
     TokenRevoked {
         token_hash: String,
     },
+    /// A file of at most one chunk, created and committed at once: its
+    /// chunk (if `size > 0`, index 0 of `size` bytes) is already durable on
+    /// `replicas`. One log entry instead of three for a small file.
+    FileWritten {
+        file_id: Uuid,
+        name: String,
+        chunk_size: u64,
+        replication: u32,
+        owner: String,
+        size: u64,
+        crc32c: u32,
+        replicas: Vec<String>,
+        checksum: String,
+        at_ms: i64,
+    },
 }

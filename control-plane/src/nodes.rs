@@ -15,6 +15,16 @@ const MAX_COMMANDS_PER_HEARTBEAT: usize = 1000;
 /// node's inventory may have been taken before their chunks landed.
 const INVENTORY_SETTLE_MS: i64 = 30_000;
 
+/// Whether a file id (a UUIDv7, so it carries its creation time) was made
+/// less than `grace_ms` ago. Ids without a time count as old.
+fn young_id(id: &Uuid, grace_ms: i64) -> bool {
+    id.get_timestamp().is_some_and(|t| {
+        let (secs, nanos) = t.to_unix();
+        let made_ms = (secs as i64).saturating_mul(1000) + i64::from(nanos / 1_000_000);
+        tessera_proto::now_ms() - made_ms < grace_ms
+    })
+}
+
 pub struct Registration {
     pub node_id: String,
     pub host: String,
@@ -84,6 +94,7 @@ impl Controller {
             }
         }
 
+        let grace_ms = self.config.upload_grace_ms as i64;
         let unwanted: Vec<(Uuid, u32)> = {
             let state = self.state.read();
             let copying = self.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,6 +102,10 @@ impl Controller {
                 .into_iter()
                 .filter(|key| !state.meta.is_wanted(&reg.node_id, key))
                 .filter(|key| !copying.contains(&(key.0, key.1, reg.node_id.clone())))
+                // A small file's chunk is stored before its file exists
+                // (`FileWritten`): an unknown file younger than the upload
+                // grace may still be committed.
+                .filter(|key| state.meta.files.contains_key(&key.0) || !young_id(&key.0, grace_ms))
                 .collect()
         };
         if !unwanted.is_empty() {
@@ -157,5 +172,19 @@ impl Controller {
             .map(|set| set.iter().filter(|k| !deleted.contains(k)).take(MAX_COMMANDS_PER_HEARTBEAT).copied().collect())
             .unwrap_or_default();
         Ok(HeartbeatReply { delete, reregister: false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_ids_carry_their_age() {
+        assert!(young_id(&tessera_proto::ids::new_file_id(), 60_000));
+        let old = Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_600_000_000, 0));
+        assert!(!young_id(&old, 60_000));
+        // No time in it: old.
+        assert!(!young_id(&Uuid::new_v4(), 60_000));
     }
 }

@@ -24,9 +24,24 @@ pub struct PlanRequest {
     pub owner: String,
     /// Expected file size if known, checked against the owner's quota.
     pub size_hint: u64,
+    /// `size_hint` is exact: a file that fits in one chunk is not created by
+    /// the plan but by [`Controller::create_file`] once its chunk is stored.
+    pub defer_create: bool,
     /// Becomes the id of a new file, so a retried plan finds the file its
     /// first attempt created instead of creating another.
     pub request_id: Option<Uuid>,
+}
+
+/// A file of at most one chunk whose chunk is stored: created and
+/// committed by one log entry.
+pub struct WrittenFile {
+    pub file_id: Uuid,
+    pub name: String,
+    pub owner: String,
+    pub size: u64,
+    pub checksum: String,
+    pub crc32c: u32,
+    pub replicas: Vec<String>,
 }
 
 pub struct Placement {
@@ -40,6 +55,8 @@ pub struct Plan {
     pub chunk_size: u64,
     pub replication: u32,
     pub placements: Vec<Placement>,
+    /// The file was not created (see [`PlanRequest::defer_create`]).
+    pub deferred: bool,
 }
 
 impl Controller {
@@ -56,7 +73,11 @@ impl Controller {
 
     pub async fn upload_plan(&self, req: PlanRequest) -> Result<Plan, ControllerError> {
         self.ensure_leader()?;
+        // Replacement targets for a deferred upload: its file does not exist yet.
+        let deferred_replacement =
+            req.defer_create && req.file_id.is_some_and(|id| !self.state.read().meta.files.contains_key(&id));
         let (chunk_size, replication) = match req.file_id {
+            Some(_) if deferred_replacement => (self.config.chunk_size, self.config.replication),
             Some(id) => {
                 let state = self.state.read();
                 let file = state.meta.files.get(&id).ok_or_else(|| MetaError::FileNotFound(id.to_string()))?;
@@ -86,7 +107,13 @@ impl Controller {
         // A fresh plan needs a full set of replicas; a replacement plan (with
         // exclusions) takes whatever healthy nodes are left.
         let min_replicas = if exclude.is_empty() { replication as usize } else { 1 };
-        let count = req.chunk_count.min(MAX_CHUNKS_PER_PLAN) as usize;
+        let deferred =
+            deferred_replacement || (req.file_id.is_none() && req.defer_create && req.size_hint <= chunk_size);
+        let count = if deferred && !deferred_replacement {
+            usize::from(req.size_hint > 0)
+        } else {
+            req.chunk_count.min(MAX_CHUNKS_PER_PLAN) as usize
+        };
         let plan = place_chunks(&loads, count, replication as usize, min_replicas, chunk_size, &exclude)?;
         if req.file_id.is_none() && loads.len() < replication as usize {
             return Err(MetaError::NotEnoughNodes { healthy: loads.len(), replication: replication as usize }.into());
@@ -94,6 +121,7 @@ impl Controller {
 
         let file_id = match req.file_id {
             Some(id) => id,
+            None if deferred => req.request_id.unwrap_or_else(tessera_proto::ids::new_file_id),
             None => {
                 let file_id = req.request_id.unwrap_or_else(tessera_proto::ids::new_file_id);
                 let created = Event::FileCreated {
@@ -134,7 +162,48 @@ impl Controller {
                 Placement { index: req.first_chunk + i as u32, targets }
             })
             .collect();
-        Ok(Plan { file_id, chunk_size, replication, placements })
+        Ok(Plan { file_id, chunk_size, replication, placements, deferred })
+    }
+
+    /// Creates and commits a file planned with `defer_create` whose chunk
+    /// (if any) is stored. Refused (e.g. over quota): its chunk is garbage.
+    pub async fn create_file(
+        &self,
+        file: WrittenFile,
+        request_id: Option<Uuid>,
+    ) -> Result<FileRecord, ControllerError> {
+        self.ensure_leader()?;
+        tessera_proto::ids::validate_file_name(&file.name).map_err(MetaError::from)?;
+        if file.checksum.len() != 64 || !file.checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(MetaError::Invalid("checksum must be a hex SHA-256".into()).into());
+        }
+        if file.size > 0 && file.replicas.is_empty() {
+            return Err(MetaError::Invalid("a non-empty file needs the nodes that store its chunk".into()).into());
+        }
+        {
+            let state = self.state.read();
+            for node in &file.replicas {
+                if !state.meta.nodes.contains_key(node) {
+                    return Err(MetaError::NodeNotFound(node.clone()).into());
+                }
+            }
+        }
+        let file_id = file.file_id;
+        let written = Event::FileWritten {
+            file_id,
+            name: file.name,
+            chunk_size: self.config.chunk_size,
+            replication: self.config.replication,
+            owner: file.owner,
+            size: file.size,
+            crc32c: file.crc32c,
+            replicas: if file.size > 0 { file.replicas } else { Vec::new() },
+            checksum: file.checksum,
+            at_ms: tessera_proto::now_ms(),
+        };
+        self.propose_request(written, request_id).await?;
+        let state = self.state.read();
+        state.meta.committed_file(&file_id).cloned().ok_or_else(|| MetaError::FileNotFound(file_id.to_string()).into())
     }
 
     pub async fn report_chunk_stored(
@@ -175,7 +244,7 @@ impl Controller {
             Ok(()) => {}
             // Over quota: the upload is dropped, so nothing of it stays behind.
             Err(ControllerError::Meta(e @ MetaError::QuotaExceeded { .. })) => {
-                if let Err(abort) = self.abort_upload(file_id, None).await {
+                if let Err(abort) = self.abort_upload(file_id, Vec::new(), None).await {
                     tracing::warn!(file = %file_id, error = %abort, "could not drop an upload over quota");
                 }
                 return Err(e.into());
@@ -187,12 +256,26 @@ impl Controller {
     }
 
     /// Drops an upload that will not complete; its stored chunks become
-    /// garbage. Aborting an unknown upload is a no-op (it may be a retry).
-    pub async fn abort_upload(&self, file_id: Uuid, request_id: Option<Uuid>) -> Result<(), ControllerError> {
+    /// garbage. Aborting an unknown upload is a no-op (it may be a retry),
+    /// but for a deferred one (never created) the nodes in `stored_on` are
+    /// told its chunk 0 is garbage.
+    pub async fn abort_upload(
+        &self,
+        file_id: Uuid,
+        stored_on: Vec<String>,
+        request_id: Option<Uuid>,
+    ) -> Result<(), ControllerError> {
         self.ensure_leader()?;
         let state_of = self.state.read().meta.files.get(&file_id).map(|f| f.state);
         match state_of {
-            None => Ok(()),
+            None => {
+                for node_id in stored_on {
+                    if self.state.read().meta.nodes.contains_key(&node_id) {
+                        self.propose(Event::GarbageFound { node_id, chunks: vec![(file_id, 0)] }).await?;
+                    }
+                }
+                Ok(())
+            }
             Some(FileState::Committed) => {
                 Err(MetaError::NotUploading { file: file_id.to_string(), state: "committed".into() }.into())
             }

@@ -195,9 +195,25 @@ async fn accounts_tokens_ownership_and_quotas() {
         (usage["quota_bytes"].as_u64(), usage["bytes"].as_u64(), usage["files"].as_u64()),
         (Some(MIB as u64), Some(MIB as u64), Some(1))
     );
+    // Two small files racing for the last bytes of a quota: both may pass
+    // the plan (each fits alone) and store their chunk; the log lets one
+    // commit and refuses the other (413), whose chunk becomes garbage.
+    let dave = cluster.user_client("dave", (chunk - 1000) as u64).await;
+    let racing = futures::future::join_all(
+        (0..2).map(|i| upload(&dave, &format!("race-{i}.bin"), &random_bytes(chunk - 2000, 10 + i as u64))),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for response in racing {
+        statuses.push(status_of(response.expect("upload")).await.0);
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 413], "exactly one of two racing small uploads fits");
+    assert_eq!(names(dave.clone()).await.len(), 1);
+
     // The refused uploads' chunks are garbage-collected from the disks:
-    // only the one file that fits adds replicas.
-    let chunks_want = chunks_before + 3 * (MIB / chunk);
+    // only the files that fit add replicas.
+    let chunks_want = chunks_before + 3 * (MIB / chunk) + 3;
     eventually(Duration::from_secs(30), "no chunk of a refused upload left on disk", || async {
         let now: usize = (1..=4).map(|i| cluster.chunk_files(&format!("dn{i}")).len()).sum();
         (now == chunks_want).then_some(())

@@ -14,7 +14,7 @@ use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
 use crate::meta::accounts::{Role, TokenKind};
 use crate::nodes::Registration;
-use crate::uploads::PlanRequest;
+use crate::uploads::{PlanRequest, WrittenFile};
 
 pub struct MasterApi {
     controller: Arc<Controller>,
@@ -111,10 +111,12 @@ impl MasterService for MasterApi {
                 exclude_nodes: req.exclude_nodes,
                 owner: req.owner,
                 size_hint: req.size_hint,
+                defer_create: req.defer_create,
                 request_id,
             })
             .await?;
         Ok(Response::new(pb::GetUploadPlanResponse {
+            deferred: plan.deferred,
             file_id: plan.file_id.to_string(),
             chunk_size: plan.chunk_size,
             replication: plan.replication,
@@ -150,10 +152,28 @@ impl MasterService for MasterApi {
         Ok(Response::new(pb::CommitFileResponse { file: Some(file_metadata(&file, &state.meta, true)) }))
     }
 
+    async fn create_file(&self, request: Request<pb::CreateFileRequest>) -> RpcResult<pb::CommitFileResponse> {
+        let request_id = request_id(&request);
+        let req = request.into_inner();
+        let written = WrittenFile {
+            file_id: file_id(&req.file_id)?,
+            name: req.name,
+            owner: req.owner,
+            size: req.size,
+            checksum: req.checksum.to_lowercase(),
+            crc32c: req.crc32c,
+            replicas: req.node_ids,
+        };
+        let file = self.controller.create_file(written, request_id).await?;
+        let state = self.controller.state.read();
+        Ok(Response::new(pb::CommitFileResponse { file: Some(file_metadata(&file, &state.meta, true)) }))
+    }
+
     async fn abort_upload(&self, request: Request<pb::AbortUploadRequest>) -> RpcResult<pb::AbortUploadResponse> {
         let request_id = request_id(&request);
-        let id = file_id(&request.into_inner().file_id)?;
-        self.controller.abort_upload(id, request_id).await?;
+        let req = request.into_inner();
+        let id = file_id(&req.file_id)?;
+        self.controller.abort_upload(id, req.stored_on, request_id).await?;
         Ok(Response::new(pb::AbortUploadResponse {}))
     }
 

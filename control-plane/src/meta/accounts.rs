@@ -349,4 +349,60 @@ mod tests {
         assert!(s.garbage["a"].contains(&(a, 0)));
         assert!(matches!(s.apply(&Event::UserDeleted { username: "alice".into() }), Err(MetaError::UserNotFound(_))));
     }
+
+    fn written(state: &mut MetaState, file_id: Uuid, owner: &str, size: u64) -> Result<(), MetaError> {
+        state.apply(&Event::FileWritten {
+            file_id,
+            name: "small.bin".into(),
+            chunk_size: 100,
+            replication: 2,
+            owner: owner.into(),
+            size,
+            crc32c: 9,
+            replicas: vec!["n1".into(), "n2".into()],
+            checksum: "c".into(),
+            at_ms: 5,
+        })
+    }
+
+    #[test]
+    fn a_small_file_is_written_in_one_event() {
+        let mut s = MetaState::default();
+        for node in ["n1", "n2"] {
+            s.apply(&Event::NodeRegistered {
+                node_id: node.into(),
+                host: "h".into(),
+                grpc_port: 1,
+                capacity_bytes: 1000,
+                mac: String::new(),
+                at_ms: 1,
+            })
+            .unwrap();
+        }
+        user(&mut s, "ann", 150);
+        let small = Uuid::now_v7();
+        written(&mut s, small, "ann", 60).unwrap();
+        let file = &s.files[&small];
+        assert_eq!((file.state, file.size, file.total_chunks), (FileState::Committed, 60, 1));
+        assert_eq!(file.chunks[&0].replicas, vec!["n1".to_string(), "n2".to_string()]);
+        assert_eq!(s.owner_usage("ann").bytes, 60);
+        // A retry is a success; another write under the same id is not.
+        assert_eq!(written(&mut s, small, "ann", 60), Ok(()));
+        assert!(matches!(written(&mut s, small, "ann", 61), Err(MetaError::FileExists(_))));
+        // An empty file has no chunk.
+        let empty = Uuid::now_v7();
+        written(&mut s, empty, "ann", 0).unwrap();
+        assert_eq!(s.files[&empty].total_chunks, 0);
+        assert!(s.files[&empty].chunks.is_empty());
+        // Over quota: refused, nothing of it stays, its stored chunk is garbage.
+        let over = Uuid::now_v7();
+        assert!(matches!(written(&mut s, over, "ann", 91), Err(MetaError::QuotaExceeded { .. })));
+        assert!(!s.files.contains_key(&over));
+        assert!(s.is_garbage("n1", &(over, 0)) && s.is_garbage("n2", &(over, 0)));
+        assert_eq!(s.owner_usage("ann").bytes, 60);
+        // More than one chunk's worth is refused the same way.
+        let big = Uuid::now_v7();
+        assert!(matches!(written(&mut s, big, "", 101), Err(MetaError::Invalid(_))));
+        assert!(!s.files.contains_key(&big) && s.is_garbage("n1", &(big, 0)));
+    }
 }

@@ -255,6 +255,47 @@ impl MetaState {
                 self.garbage.entry(node_id.clone()).or_default().insert((*file_id, *index));
                 Ok(())
             }
+            Event::FileWritten {
+                file_id,
+                name,
+                chunk_size,
+                replication,
+                owner,
+                size,
+                crc32c,
+                replicas,
+                checksum,
+                at_ms,
+            } => {
+                if let Some(file) = self.files.get(file_id) {
+                    // A retry of the same write is a success.
+                    if file.state == FileState::Committed && file.size == *size && file.checksum == *checksum {
+                        return Ok(());
+                    }
+                    return Err(MetaError::FileExists(file_id.to_string()));
+                }
+                let written = self.write_file(
+                    *file_id,
+                    name,
+                    *chunk_size,
+                    *replication,
+                    owner,
+                    (*size, *crc32c, replicas),
+                    checksum,
+                    *at_ms,
+                );
+                if written.is_err() {
+                    // Refused (over quota, unknown owner, ...): nothing of
+                    // it stays, and its stored chunk is garbage.
+                    let _ = self.remove_file(file_id);
+                    for node in replicas {
+                        if self.nodes.contains_key(node) {
+                            self.garbage.entry(node.clone()).or_default().insert((*file_id, 0));
+                        }
+                    }
+                }
+                written
+            }
             Event::GarbageFound { node_id, chunks } => {
                 for key in chunks {
                     if !self.is_wanted(node_id, key) {
@@ -381,6 +422,42 @@ impl MetaState {
                 self.tasks.remove(id);
             }
         }
+    }
+
+    /// [`Event::FileWritten`] as the three events it stands for.
+    #[allow(clippy::too_many_arguments)]
+    fn write_file(
+        &mut self,
+        file_id: Uuid,
+        name: &str,
+        chunk_size: u64,
+        replication: u32,
+        owner: &str,
+        (size, crc32c, replicas): (u64, u32, &[String]),
+        checksum: &str,
+        at_ms: i64,
+    ) -> Result<(), MetaError> {
+        if size > chunk_size {
+            return Err(MetaError::Invalid(format!("{size} bytes do not fit in one chunk of {chunk_size}")));
+        }
+        // Before anything changes: a refused write leaves no trace.
+        if !owner.is_empty() && !self.users.contains_key(owner) {
+            return Err(MetaError::UserNotFound(owner.to_string()));
+        }
+        self.check_quota(owner, size)?;
+        self.apply(&Event::FileCreated {
+            file_id,
+            name: name.to_string(),
+            chunk_size,
+            replication,
+            at_ms,
+            owner: owner.to_string(),
+        })?;
+        let total_chunks = u32::from(size > 0);
+        if size > 0 {
+            self.apply(&Event::ChunkStored { file_id, index: 0, size, crc32c, replicas: replicas.to_vec() })?;
+        }
+        self.apply(&Event::FileCommitted { file_id, size, total_chunks, checksum: checksum.to_string(), at_ms })
     }
 
     /// Removes a file from the namespace; its replicas become garbage.

@@ -3,6 +3,12 @@
 //! `chunks_in_flight` chunks held, so memory stays bounded whatever the file
 //! size. The file becomes visible only when `CommitFile` succeeds; any
 //! failure aborts the upload, leaving nothing visible.
+//!
+//! A body whose Content-Length fits in one chunk takes a shorter path: the
+//! plan does not create the file (`deferred`), the chunk's replicas are not
+//! reported one by one, and `CreateFile` creates and commits it in one log
+//! entry. Small files are most files, and each log entry is a synced,
+//! replicated write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +35,13 @@ const REPLACEMENT_ROUNDS: usize = 3;
 
 struct Upload {
     app: AppState,
+    name: String,
+    /// Planned with `defer_create` and the controller agreed: the file
+    /// does not exist until `CreateFile`.
+    deferred: bool,
+    /// Deferred only: CRC32C of chunk 0 and the nodes that stored it.
+    first_crc: u32,
+    first_stored: Arc<std::sync::Mutex<Vec<String>>>,
     /// Bytes the owner may still store (`None`: no quota).
     quota_left: Option<u64>,
     owner: String,
@@ -78,6 +91,7 @@ where
             first_chunk: 0,
             chunk_count: PLAN_BATCH,
             owner: owner.username.clone(),
+            defer_create: size_hint.is_some(),
             ..Default::default()
         },
     )
@@ -85,6 +99,10 @@ where
     let chunk_size = first.chunk_size.max(1) as usize;
     let mut upload = Upload {
         app: app.clone(),
+        name: name.to_string(),
+        deferred: first.deferred,
+        first_crc: 0,
+        first_stored: Arc::default(),
         quota_left: owner.remaining_quota(),
         owner: owner.username.clone(),
         file_id: first.file_id.clone(),
@@ -202,16 +220,22 @@ impl Upload {
             done.map_err(|e| ApiError::Internal(format!("chunk task: {e}")))??;
         }
         let checksum = hex::encode(hasher.finalize());
-        let request =
-            pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
-        let reply = self
-            .app
-            .control
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.commit_file(request).await }
-            })
-            .await?;
+        let reply = if self.deferred {
+            let request = pb::CreateFileRequest {
+                file_id: self.file_id.clone(),
+                name: self.name.clone(),
+                owner: self.owner.clone(),
+                size: total,
+                checksum,
+                crc32c: self.first_crc,
+                node_ids: self.first_stored.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            };
+            self.app.control.call_with(request, |mut c, r| async move { c.create_file(r).await }).await?
+        } else {
+            let request =
+                pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
+            self.app.control.call_with(request, |mut c, r| async move { c.commit_file(r).await }).await?
+        };
         reply.file.ok_or_else(|| ApiError::Internal("the controller committed but returned no file".into()))
     }
 
@@ -235,11 +259,20 @@ impl Upload {
         })
         .await
         .map_err(|e| ApiError::Internal(format!("hashing: {e}")))?;
+        let report_to = if self.deferred {
+            if index > 0 {
+                return Err(ApiError::BadRequest("the body is longer than its Content-Length".into()));
+            }
+            self.first_crc = crc;
+            Some(self.first_stored.clone())
+        } else {
+            None
+        };
         let targets = self.targets(index).await?;
         let app = self.app.clone();
         let file_id = self.file_id.clone();
         let replication = self.replication;
-        tasks.spawn(store_chunk(app, file_id, index, chunk, crc, targets, replication, permit));
+        tasks.spawn(store_chunk(app, file_id, index, chunk, crc, targets, replication, report_to, permit));
         Ok(hasher)
     }
 
@@ -262,7 +295,8 @@ impl Upload {
     }
 
     async fn abort(&self) {
-        let request = pb::AbortUploadRequest { file_id: self.file_id.clone() };
+        let stored_on = self.first_stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let request = pb::AbortUploadRequest { file_id: self.file_id.clone(), stored_on };
         let result = self
             .app
             .control
@@ -279,8 +313,9 @@ impl Upload {
 
 /// Stores one chunk on `replication` nodes: the planned targets in
 /// parallel, then replacements for the ones that failed. Whatever got stored
-/// is reported (so it can be collected if the upload fails); the chunk
-/// counts as stored once a majority of replicas is durable.
+/// is reported (so it can be collected if the upload fails), or for a
+/// deferred upload added to `report_to`; the chunk counts as stored once a
+/// majority of replicas is durable.
 #[allow(clippy::too_many_arguments)]
 async fn store_chunk(
     app: AppState,
@@ -290,6 +325,7 @@ async fn store_chunk(
     crc: u32,
     targets: Vec<pb::NodeAddr>,
     replication: usize,
+    report_to: Option<Arc<std::sync::Mutex<Vec<String>>>>,
     _permit: OwnedSemaphorePermit,
 ) -> Result<(), ApiError> {
     let mut stored: Vec<String> = Vec::new();
@@ -323,6 +359,7 @@ async fn store_chunk(
                 first_chunk: index,
                 chunk_count: 1,
                 exclude_nodes: tried.clone(),
+                defer_create: report_to.is_some(),
                 ..Default::default()
             },
         )
@@ -340,7 +377,9 @@ async fn store_chunk(
             break;
         }
     }
-    if !stored.is_empty() {
+    if let Some(report_to) = &report_to {
+        report_to.lock().unwrap_or_else(|p| p.into_inner()).extend(stored.iter().cloned());
+    } else if !stored.is_empty() {
         let request = pb::ReportChunkStoredRequest {
             file_id: file_id.clone(),
             index,
