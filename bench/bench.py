@@ -310,9 +310,12 @@ def main():
             r["failover_worst_s"] = max(times)
 
             if not quick:
+                # A second large file, so the victim holds at least 1 GiB of replicas.
+                curl_upload(cluster, src, "big-2.bin")
                 nodes = cluster.json("/admin/nodes")["nodes"]
                 victim = max(nodes, key=lambda n: n["chunks"])
-                stored = victim["chunks"] * 4 * MIB
+                stored = dir_bytes(os.path.join(cluster.data, victim["node_id"]))
+                r["heal_victim_mib"] = stored / MIB
                 os.kill(cluster.pid_of(f"tessera-datanode --node-id {victim['node_id']} "), signal.SIGKILL)
                 start = time.perf_counter()
                 poll("node dead", lambda: cluster.json("/admin/summary")["nodes"].get("dead", 0) >= 1, 60)
@@ -331,6 +334,11 @@ def main():
     for k in sorted(r):
         print(f"{k:<26} {r[k]:>12.2f}  {('vs ' + limits[k]) if k in limits else ''}")
     print(f"\nwritten to {os.path.join(OUT, 'results.json')} ({'quick' if quick else 'full'} mode)")
+
+
+def dir_bytes(path):
+    """Bytes of the files under `path` (a data node's replicas)."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def post_empty(cluster, name):
