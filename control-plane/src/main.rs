@@ -88,7 +88,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.listen.parse().with_context(|| format!("bad --listen {}", config.listen))?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     let incoming = tessera_proto::net::NoDelayIncoming::new(listener);
-    let mut server = tonic::transport::Server::builder();
+    let mut server = tessera_proto::net::grpc_server();
     if let Some(tls) = &tls {
         server = server.tls_config(tls.server_config()).context("configuring TLS")?;
     }

@@ -96,7 +96,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let api = service::StorageApi::new(config.node_id.clone(), store.clone(), capacity_bytes, failed.clone());
-    let mut server = tonic::transport::Server::builder();
+    let mut server = tessera_proto::net::grpc_server();
     if let Some(tls) = &tls {
         server = server.tls_config(tls.server_config()).context("configuring TLS")?;
     }

@@ -14,3 +14,11 @@ pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Longest file name, in bytes (as on ext4).
 pub const MAX_NAME_BYTES: usize = 255;
+
+/// HTTP/2 flow-control windows of every gRPC connection. hyper's defaults
+/// (1 MiB per stream and per connection on a server) make a sender of a
+/// 4 MiB chunk wait for credit several times per chunk, and let the chunks
+/// of parallel transfers on one connection starve each other. A chunk's
+/// worth per stream; what a peer may buffer here stays bounded by these.
+pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
+pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;

@@ -4,7 +4,8 @@
 //! (`serve_with_incoming`, which we use to bind before serving), so sockets
 //! kept Nagle's algorithm: a small reply waited for the ACK of the previous
 //! segment, which the peer delays by up to 40 ms. Every accepted socket
-//! here gets `TCP_NODELAY`.
+//! here gets `TCP_NODELAY`. [`grpc_server`] is the server every service
+//! starts from, with the flow-control windows of [`crate::limits`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -36,4 +37,11 @@ impl Stream for NoDelayIncoming {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// A tonic server with our HTTP/2 windows.
+pub fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(crate::limits::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(crate::limits::CONNECTION_WINDOW_BYTES)
 }
