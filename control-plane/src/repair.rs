@@ -131,9 +131,18 @@ struct InFlight {
 pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: CancellationToken) {
     let in_flight = Arc::new(Mutex::new(InFlight::default()));
     let per_node_limit = controller.config.repair_copies_per_node.max(1);
+    // A finished copy frees a slot: plan the next one at once instead of at
+    // the next tick (a tick-paced planner capped healing at slots / tick,
+    // 24 chunks a second whatever their size).
+    let copy_done = Arc::new(tokio::sync::Notify::new());
     loop {
-        if !controller.next_leader_tick(Duration::from_millis(500), &shutdown).await {
-            return;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = copy_done.notified() => {}
+        }
+        if !controller.is_leader() {
+            continue;
         }
         let jobs = {
             let busy = in_flight.lock().await;
@@ -154,14 +163,20 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
             }
             let controller = controller.clone();
             let in_flight = in_flight.clone();
+            let copy_done = copy_done.clone();
             tokio::spawn(async move {
                 let key = (job.file_id, job.index);
                 let target = job.target.clone();
-                copy_replica(&controller, job).await;
+                let copied = copy_replica(&controller, job).await;
                 let mut busy = in_flight.lock().await;
                 busy.chunks.remove(&key);
                 if let Some(n) = busy.targets.get_mut(&target) {
                     *n = n.saturating_sub(1);
+                }
+                // A failed copy waits for the tick: retrying it at once
+                // would spin on a source or target that is down.
+                if copied {
+                    copy_done.notify_one();
                 }
             });
         }
@@ -169,8 +184,8 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
 }
 
 /// One copy as a logged task: started, copied and verified by the target,
-/// replica committed, finished.
-pub async fn copy_replica(controller: &Controller, job: RepairJob) {
+/// replica committed, finished. Returns whether the copy landed.
+pub async fn copy_replica(controller: &Controller, job: RepairJob) -> bool {
     let kind = job.kind;
     let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
     let started = Event::TaskStarted {
@@ -191,7 +206,7 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
     if let Err(e) = controller.propose(started).await {
         in_flight().remove(&copy_key);
         tracing::debug!(error = %e, "could not start a copy task");
-        return;
+        return false;
     }
     let mut client = StorageServiceClient::new(lazy_channel(&job.target_addr, Duration::from_secs(60)));
     let request = pb::ReplicateChunkRequest {
@@ -234,6 +249,7 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) {
         tracing::debug!(error = %e, "could not record the end of a copy task");
     }
     in_flight().remove(&copy_key);
+    ok
 }
 
 /// Tasks the log shows running that no copy on this leader is running:
