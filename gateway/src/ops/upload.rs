@@ -81,6 +81,9 @@ where
             return Err(over_quota(owner));
         }
     }
+    if size_hint == Some(0) {
+        return create_empty(app, owner, name, body).await;
+    }
     // Created before the body is read: a cluster that cannot take the file
     // says so (503) without the client sending it.
     let first = plan(
@@ -116,6 +119,37 @@ where
             Err(e)
         }
     }
+}
+
+/// An empty file needs no data node and no plan: one `CreateFile`, whose
+/// id the gateway makes (a retried call carries the same id).
+async fn create_empty<S, E>(
+    app: &AppState,
+    owner: &CurrentUser,
+    name: &str,
+    mut body: S,
+) -> Result<pb::FileMetadata, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| ApiError::BadRequest(format!("reading the upload body failed: {e}")))?;
+        if !piece.is_empty() {
+            return Err(ApiError::BadRequest("the body is longer than its Content-Length".into()));
+        }
+    }
+    let request = pb::CreateFileRequest {
+        file_id: tessera_proto::ids::new_file_id().to_string(),
+        name: name.to_string(),
+        owner: owner.username.clone(),
+        size: 0,
+        checksum: hex::encode(Sha256::digest(b"")),
+        crc32c: 0,
+        node_ids: Vec::new(),
+    };
+    let reply = app.control.call_with(request, |mut c, r| async move { c.create_file(r).await }).await?;
+    reply.file.ok_or_else(|| ApiError::Internal("the controller created the file but returned no file".into()))
 }
 
 fn over_quota(owner: &CurrentUser) -> ApiError {
