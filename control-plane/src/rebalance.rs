@@ -184,8 +184,8 @@ mod tests {
         NodeLoad { node_id: id.into(), addr: format!("{id}:1"), capacity_bytes: 1000, used_bytes: 0 }
     }
 
-    #[test]
-    fn moves_replicas_to_a_new_empty_node_until_even() {
+    /// One file of 12 chunks of 10 bytes, each on "a", "b" and "c".
+    fn twelve_chunks_on_abc() -> MetaState {
         let mut meta = MetaState::default();
         let mut chunks = BTreeMap::new();
         for i in 0..12u32 {
@@ -208,6 +208,12 @@ mod tests {
                 owner: String::new(),
             },
         );
+        meta
+    }
+
+    #[test]
+    fn moves_replicas_to_a_new_empty_node_until_even() {
+        let meta = twelve_chunks_on_abc();
         let healthy = vec![load("a"), load("b"), load("c"), load("d")];
         let jobs = plan_rebalance(&meta, &healthy, &HashSet::new(), 100);
         // 36 replicas over 4 nodes: 9 each, so d receives 9.
@@ -219,28 +225,7 @@ mod tests {
 
     #[test]
     fn a_node_without_room_receives_nothing() {
-        let mut meta = MetaState::default();
-        let mut chunks = BTreeMap::new();
-        for i in 0..12u32 {
-            chunks.insert(i, ChunkRecord { size: 10, crc32c: 1, replicas: vec!["a".into(), "b".into(), "c".into()] });
-        }
-        let id = Uuid::now_v7();
-        meta.files.insert(
-            id,
-            FileRecord {
-                id,
-                name: "f".into(),
-                size: 120,
-                chunk_size: 10,
-                total_chunks: 12,
-                replication: 3,
-                state: FileState::Committed,
-                created_at_ms: 0,
-                checksum: String::new(),
-                chunks,
-                owner: String::new(),
-            },
-        );
+        let meta = twelve_chunks_on_abc();
         // "d" stores nothing but its disk is full (filled by something else).
         let mut full = load("d");
         full.used_bytes = 1000;
