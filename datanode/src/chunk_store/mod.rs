@@ -1,13 +1,15 @@
-//! The chunk store: durable chunk files with a checksum beside each.
+//! The chunk store: durable chunk files, each carrying its checksum.
 //!
 //! A write is verified (size and CRC32C against what the sender announced)
-//! before anything becomes visible, then goes to temp files that are
-//! fsynced, renamed into place, and the directory fsynced: when `write`
-//! returns, the chunk survives a crash. Every read verifies the CRC32C of the
+//! before anything becomes visible, then goes to a temp file with the
+//! checksum as an extended attribute ([`xattr`]; a `.crc` sidecar where the
+//! filesystem has none), fsynced, renamed into place, and the directory
+//! fsynced: when `write` returns, the chunk survives a crash. Every read verifies the CRC32C of the
 //! whole chunk before returning a byte. All file work runs on the blocking
 //! pool; the store holds no lock across it.
 
 pub mod layout;
+mod xattr;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -121,11 +123,22 @@ impl ChunkStore {
             let previous = fs::metadata(&chunk_path).ok().map(|m| m.len());
             let chunk_tmp = temp_name(&chunk_path);
             let crc_tmp = temp_name(&crc_path);
+            let checksum = encode_sidecar(crc, size);
             let result = (|| {
-                write_synced(&chunk_tmp, &data)?;
-                write_synced(&crc_tmp, encode_sidecar(crc, size).as_bytes())?;
-                // Sidecar first: a chunk file never exists without its checksum.
-                fs::rename(&crc_tmp, &crc_path)?;
+                let mut file = OpenOptions::new().write(true).create_new(true).open(&chunk_tmp)?;
+                file.write_all(&data)?;
+                let in_xattr = match xattr::set(&file, checksum.as_bytes()) {
+                    Ok(()) => true,
+                    Err(e) if xattr::unsupported(&e) => false,
+                    Err(e) => return Err(e),
+                };
+                file.sync_all()?;
+                drop(file);
+                if !in_xattr {
+                    write_synced(&crc_tmp, checksum.as_bytes())?;
+                    // Sidecar first: a chunk file never exists without its checksum.
+                    fs::rename(&crc_tmp, &crc_path)?;
+                }
                 fs::rename(&chunk_tmp, &chunk_path)?;
                 sync_dir(&dir)?;
                 if new_dir {
@@ -161,8 +174,11 @@ impl ChunkStore {
             let name = format!("{file_id}/{index}");
             let chunk_path = layout.chunk_path(&file_id, index);
             let mut data = Vec::new();
-            match File::open(&chunk_path) {
-                Ok(mut f) => f.read_to_end(&mut data)?,
+            let attribute = match File::open(&chunk_path) {
+                Ok(mut f) => {
+                    f.read_to_end(&mut data)?;
+                    xattr::get(&f)?
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(name)),
                 Err(e) => return Err(e.into()),
             };
@@ -170,8 +186,11 @@ impl ChunkStore {
                 tracing::warn!(chunk = %name, reason = %why, "corrupt chunk");
                 StoreError::Corrupt(name.clone(), why)
             };
-            let sidecar = fs::read_to_string(layout.crc_path(&file_id, index))
-                .map_err(|e| corrupt(format!("checksum file unreadable: {e}")))?;
+            let sidecar = match attribute {
+                Some(value) => String::from_utf8_lossy(&value).into_owned(),
+                None => fs::read_to_string(layout.crc_path(&file_id, index))
+                    .map_err(|e| corrupt(format!("checksum file unreadable: {e}")))?,
+            };
             let (crc, size) = decode_sidecar(&sidecar).ok_or_else(|| corrupt("checksum file malformed".into()))?;
             if data.len() as u64 != size {
                 return Err(corrupt(format!("{} bytes on disk, {size} expected", data.len())));
@@ -224,7 +243,10 @@ impl ChunkStore {
                 };
                 for entry in fs::read_dir(file_dir.path())?.flatten() {
                     let Some(index) = entry.file_name().to_str().and_then(layout::chunk_index) else { continue };
-                    let sidecar = fs::read_to_string(file_dir.path().join(format!("{index}.crc"))).unwrap_or_default();
+                    let sidecar = match xattr::get_path(&entry.path()) {
+                        Ok(Some(value)) => String::from_utf8_lossy(&value).into_owned(),
+                        _ => fs::read_to_string(file_dir.path().join(format!("{index}.crc"))).unwrap_or_default(),
+                    };
                     let (crc32c, size) =
                         decode_sidecar(&sidecar).unwrap_or((0, entry.metadata().map(|m| m.len()).unwrap_or(0)));
                     chunks.push(StoredChunk { file_id: file_id.to_string(), index, size, crc32c });
@@ -262,7 +284,11 @@ mod tests {
         assert!(matches!(store.write(id, 1, data.clone(), 1000, 1).await, Err(StoreError::Mismatch(_))));
         assert!(matches!(store.write(id, 1, data.clone(), 999, crc32c(&data)).await, Err(StoreError::Mismatch(_))));
         assert!(!root.join("dn1").join(id.to_string()).join("1.chk").exists());
-        assert_eq!(fs::read_dir(root.join("dn1").join(id.to_string())).unwrap().count(), 2);
+        let left: Vec<String> = fs::read_dir(root.join("dn1").join(id.to_string()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.iter().all(|n| n == "0.chk" || n == "0.crc"), "no temp file left: {left:?}");
 
         // Bytes flipped on disk: detected on read.
         let path = root.join("dn1").join(id.to_string()).join("0.chk");
@@ -280,6 +306,26 @@ mod tests {
         assert_eq!(store.chunk_count(), 0);
         assert!(matches!(store.read(id, 0).await, Err(StoreError::NotFound(_))));
         assert!(!root.join("dn1").join(id.to_string()).exists());
+        let _ = fs::remove_dir_all(root);
+    }
+
+    /// Chunks written with a `.crc` sidecar (older versions, filesystems
+    /// without user xattrs) are still read, verified and inventoried.
+    #[tokio::test]
+    async fn sidecar_checksums_are_read() {
+        let root = temp_root();
+        let id = Uuid::now_v7();
+        let dir = root.join("dn1").join(id.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        let data = vec![3u8; 500];
+        fs::write(dir.join("0.chk"), &data).unwrap();
+        fs::write(dir.join("0.crc"), encode_sidecar(crc32c(&data), 500)).unwrap();
+        let store = ChunkStore::open(&root, "dn1").await.unwrap();
+        assert_eq!(store.read(id, 0).await.unwrap().1, crc32c(&data));
+        let inventory = store.inventory().await.unwrap();
+        assert_eq!((inventory[0].size, inventory[0].crc32c), (500, crc32c(&data)));
+        fs::write(dir.join("0.crc"), encode_sidecar(crc32c(&data) ^ 1, 500)).unwrap();
+        assert!(matches!(store.read(id, 0).await, Err(StoreError::Corrupt(..))));
         let _ = fs::remove_dir_all(root);
     }
 
