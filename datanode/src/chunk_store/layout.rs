@@ -1,5 +1,6 @@
 //! Where chunks live: `<data_root>/<node_id>/<file_id>/<index>.chk`, with the
-//! checksum in `<index>.crc` beside it. Ids are validated before they become
+//! checksum in an extended attribute (see `xattr`) or, as a fallback, in
+//! `<index>.crc` beside it. Ids are validated before they become
 //! path components, so nothing outside the node's directory is reachable.
 
 use std::path::{Path, PathBuf};
