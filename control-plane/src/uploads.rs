@@ -180,14 +180,7 @@ impl Controller {
         if file.size > 0 && file.replicas.is_empty() {
             return Err(MetaError::Invalid("a non-empty file needs the nodes that store its chunk".into()).into());
         }
-        {
-            let state = self.state.read();
-            for node in &file.replicas {
-                if !state.meta.nodes.contains_key(node) {
-                    return Err(MetaError::NodeNotFound(node.clone()).into());
-                }
-            }
-        }
+        self.ensure_nodes_known(&file.replicas)?;
         let file_id = file.file_id;
         let written = Event::FileWritten {
             file_id,
@@ -206,6 +199,15 @@ impl Controller {
         state.meta.committed_file(&file_id).cloned().ok_or_else(|| MetaError::FileNotFound(file_id.to_string()).into())
     }
 
+    /// Every node named as holding a replica is one the cluster knows.
+    fn ensure_nodes_known(&self, nodes: &[String]) -> Result<(), ControllerError> {
+        let state = self.state.read();
+        match nodes.iter().find(|n| !state.meta.nodes.contains_key(*n)) {
+            Some(unknown) => Err(MetaError::NodeNotFound(unknown.clone()).into()),
+            None => Ok(()),
+        }
+    }
+
     pub async fn report_chunk_stored(
         &self,
         file_id: Uuid,
@@ -216,14 +218,7 @@ impl Controller {
         request_id: Option<Uuid>,
     ) -> Result<(), ControllerError> {
         self.ensure_leader()?;
-        {
-            let state = self.state.read();
-            for node in &node_ids {
-                if !state.meta.nodes.contains_key(node) {
-                    return Err(MetaError::NodeNotFound(node.clone()).into());
-                }
-            }
-        }
+        self.ensure_nodes_known(&node_ids)?;
         self.propose_request(Event::ChunkStored { file_id, index, size, crc32c, replicas: node_ids }, request_id).await
     }
 
