@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::ControllerError;
 use crate::events::{Command, Event};
 use crate::health::Liveness;
+use crate::raft::read_barrier::{Confirmation, ReadBarrier};
 use crate::raft::state_machine::SharedState;
 use crate::raft::{NodeId, Raft};
 
@@ -32,10 +33,17 @@ pub struct Controller {
     /// Replica copies under way (file, chunk, target node): a copy that has
     /// landed on the target but is not yet in the log is not garbage.
     pub copies_in_flight: Mutex<HashSet<(Uuid, u32, String)>>,
+    /// One leadership confirmation per batch of concurrent reads.
+    reads: ReadBarrier,
 }
 
 impl Controller {
+    /// Must be called inside the tokio runtime (it starts the read barrier).
     pub fn new(config: Config, raft: Raft, state: SharedState) -> Arc<Self> {
+        let reads = ReadBarrier::spawn({
+            let raft = raft.clone();
+            move || confirm_leadership(raft.clone())
+        });
         Arc::new(Self {
             id: config.id,
             config,
@@ -44,6 +52,7 @@ impl Controller {
             liveness: Liveness::default(),
             rebalance_requested: AtomicBool::new(false),
             copies_in_flight: Mutex::new(HashSet::new()),
+            reads,
         })
     }
 
@@ -157,15 +166,20 @@ impl Controller {
 
     /// Waits until this controller's state reflects every write committed
     /// before the call (read index): a deposed leader cannot serve a stale
-    /// view, it answers "not leader" instead.
+    /// view, it answers "not leader" instead. Concurrent reads share one
+    /// confirmation (see [`ReadBarrier`]).
     pub async fn read_current(&self) -> Result<(), ControllerError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ControllerError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
-            }
-            Err(e) => Err(ControllerError::Raft(e.to_string())),
+        self.reads.wait().await
+    }
+}
+
+async fn confirm_leadership(raft: Raft) -> Confirmation {
+    match raft.ensure_linearizable().await {
+        Ok(_) => Confirmation::Confirmed,
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Confirmation::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) }
         }
+        Err(e) => Confirmation::Failed(e.to_string()),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod read_barrier;
 pub mod service;
 pub mod state_machine;
 
