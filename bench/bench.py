@@ -8,7 +8,6 @@ every figure to target/bench/results.json (flat keys, numbers).
     python3 bench/bench.py           # full, under 10 minutes (make bench)
 """
 import argparse
-import concurrent.futures as cf
 import http.client
 import json
 import os
@@ -215,32 +214,31 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] * 1000 if values else 0.0
 
 
-def many_requests(cluster, count, clients, make):
-    """Runs `count` requests over `clients` keep-alive connections; returns (per second, latencies)."""
-    latencies, lock, errors = [], threading.Lock(), []
-    per = [list(range(i, count, clients)) for i in range(clients)]
-
-    def worker(indices):
-        c = cluster.conn()
-        for i in indices:
-            method, path, body = make(i)
-            t = time.perf_counter()
-            c.request(method, path, body=body, headers=cluster.headers)
-            r = c.getresponse()
-            data = r.read()
-            if r.status >= 300:
-                errors.append(f"{r.status} {data[:200]!r}")
-            with lock:
-                latencies.append(time.perf_counter() - t)
-        c.close()
-
+def curl_requests(cluster, count, clients, make, method="POST"):
+    """Runs `count` requests with `clients` parallel connections from one curl
+    process (a native load generator: a Python client runs out of CPU first
+    on two cores); `make(i)` gives (path, file to upload or None). Returns
+    (per second, latencies in seconds)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as config:
+        for i in range(count):
+            path, upload = make(i)
+            config.write(f'url = "http://127.0.0.1:{cluster.port}{path}"\noutput = "/dev/null"\n')
+            if upload is not None:
+                config.write(f'upload-file = "{upload}"\n')
+    headers = ["-H", f"Authorization: Bearer {cluster.token}", "-H", "Content-Type: application/octet-stream"]
+    body = ["--data-binary", ""] if method == "POST" and make(0)[1] is None else []
     start = time.perf_counter()
-    with cf.ThreadPoolExecutor(clients) as pool:
-        list(pool.map(worker, per))
+    out = subprocess.run(["curl", "-sS", "-Z", "--parallel-immediate", "--parallel-max", str(clients),
+                          "-X", method, *headers, *body, "-w", "%{http_code} %{time_total}\n", "-K", config.name],
+                         capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    if errors:
-        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    return count / elapsed, latencies
+    os.unlink(config.name)
+    lines = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    failed = [code for code, _ in lines if not code.startswith("2")]
+    if out.returncode != 0 or failed or len(lines) != count:
+        raise SystemExit(f"curl: {len(lines)} of {count} answered, {len(failed)} failed "
+                         f"(e.g. {failed[:3]}), exit {out.returncode}: {out.stderr[-300:]}")
+    return count / elapsed, [float(t) for _, t in lines]
 
 
 def main():
@@ -280,18 +278,18 @@ def main():
             rss.running = False
             r["gateway_peak_rss_mib"] = rss.peak
 
-            payload = os.urandom(64 * 1024)
-            ids = []
-            rate, lat = many_requests(cluster, small_files, 16,
-                                      lambda i: ("POST", f"/api/files?name=small-{i}.bin", payload))
+            payload = os.path.join(work, "small.bin")
+            with open(payload, "wb") as f:
+                f.write(os.urandom(64 * 1024))
+            rate, lat = curl_requests(cluster, small_files, 16, lambda i: (f"/api/files?name=small-{i}.bin", payload))
             r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
             listing = cluster.json("/api/files?limit=1000&q=small-")
             ids = [f["id"] for f in listing["files"]]
-            rate, lat = many_requests(cluster, small_files, 16,
-                                      lambda i: ("GET", f"/api/files/{ids[i % len(ids)]}/content", None))
+            rate, lat = curl_requests(cluster, small_files, 16,
+                                      lambda i: (f"/api/files/{ids[i % len(ids)]}/content", None), method="GET")
             r["small_download_files_s"], r["small_download_p50_ms"], r["small_download_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
 
-            rate, lat = many_requests(cluster, meta_files, 32, lambda i: ("POST", f"/api/files?name=empty-{i}", b""))
+            rate, lat = curl_requests(cluster, meta_files, 32, lambda i: (f"/api/files?name=empty-{i}", None))
             r["meta_commits_s"], r["meta_p50_ms"], r["meta_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
 
             times = []

@@ -18,9 +18,10 @@ use crate::config::Config;
 use crate::error::ControllerError;
 use crate::events::{Command, Event};
 use crate::health::Liveness;
+use crate::raft::proposals::ProposalBatcher;
 use crate::raft::read_barrier::{Confirmation, ReadBarrier};
 use crate::raft::state_machine::SharedState;
-use crate::raft::{NodeId, Raft};
+use crate::raft::{ApplyResult, NodeId, Raft};
 
 pub struct Controller {
     pub id: NodeId,
@@ -35,6 +36,8 @@ pub struct Controller {
     pub copies_in_flight: Mutex<HashSet<(Uuid, u32, String)>>,
     /// One leadership confirmation per batch of concurrent reads.
     reads: ReadBarrier,
+    /// One log entry per batch of concurrent proposals.
+    proposals: ProposalBatcher,
 }
 
 impl Controller {
@@ -43,6 +46,10 @@ impl Controller {
         let reads = ReadBarrier::spawn({
             let raft = raft.clone();
             move || confirm_leadership(raft.clone())
+        });
+        let proposals = ProposalBatcher::spawn({
+            let raft = raft.clone();
+            move |entry| append_entry(raft.clone(), entry)
         });
         Arc::new(Self {
             id: config.id,
@@ -53,6 +60,7 @@ impl Controller {
             rebalance_requested: AtomicBool::new(false),
             copies_in_flight: Mutex::new(HashSet::new()),
             reads,
+            proposals,
         })
     }
 
@@ -125,11 +133,9 @@ impl Controller {
 
     /// [`Controller::propose`] on behalf of a client request with an id:
     /// applied at most once however often the request is retried.
+    /// Concurrent proposals share a log entry (see [`ProposalBatcher`]).
     pub async fn propose_request(&self, event: Event, request_id: Option<Uuid>) -> Result<(), ControllerError> {
-        match self.raft.client_write(Command { event, request_id }).await {
-            Ok(response) => response.data.map_err(ControllerError::Meta),
-            Err(e) => Err(write_error(e)),
-        }
+        self.proposals.propose(Command { event, request_id }).await
     }
 
     /// Adds a controller: first as a learner that catches up (blocking until
@@ -171,6 +177,10 @@ impl Controller {
     pub async fn read_current(&self) -> Result<(), ControllerError> {
         self.reads.wait().await
     }
+}
+
+async fn append_entry(raft: Raft, entry: Command) -> Result<Vec<ApplyResult>, ControllerError> {
+    raft.client_write(entry).await.map(|response| response.data).map_err(write_error)
 }
 
 async fn confirm_leadership(raft: Raft) -> Confirmation {

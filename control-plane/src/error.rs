@@ -37,7 +37,7 @@ pub enum MetaError {
     QuotaExceeded { user: String, used: u64, quota: u64, more: u64 },
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ControllerError {
     #[error(transparent)]
     Meta(#[from] MetaError),

@@ -166,4 +166,10 @@ pub enum Event {
         checksum: String,
         at_ms: i64,
     },
+    /// Several commands in one log entry (one fsync and one replication
+    /// round for all): concurrent proposals are batched by the leader, see
+    /// `raft::proposals`. Each is applied (and deduplicated by its request
+    /// id) as if it were an entry of its own, in order; one refused command
+    /// does not affect the others.
+    Batch(Vec<Command>),
 }

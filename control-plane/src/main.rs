@@ -60,7 +60,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let db = raft::open_db(&data_dir).with_context(|| format!("opening RocksDB in {}", data_dir.display()))?;
-    let log_store = LogStore::new(db.clone()).context("starting the raft log syncer")?;
+    let log_store = LogStore::new(db.clone());
     let state_machine = StateMachineStore::open(db.clone()).map_err(|e| anyhow::anyhow!("restoring snapshot: {e}"))?;
     let shared = state_machine.shared();
 

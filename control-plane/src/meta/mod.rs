@@ -384,6 +384,8 @@ impl MetaState {
                     *at_ms,
                 ),
             Event::TokenRevoked { token_hash } => self.revoke_token(token_hash),
+            // Unpacked by the state machine, which applies each command.
+            Event::Batch(_) => Err(MetaError::Invalid("a batch is applied command by command".into())),
             Event::GarbagePurged { node_id, chunks } => {
                 if let Some(set) = self.garbage.get_mut(node_id) {
                     for key in chunks {

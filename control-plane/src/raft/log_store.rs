@@ -1,16 +1,10 @@
 //! The Raft log in RocksDB: entries keyed by big-endian index in CF `logs`,
 //! vote / committed / last-purged in CF `meta`.
 //!
-//! Durability: openraft is told an append is flushed only after the WAL
-//! holding it was fsynced, so an acknowledged entry survives power loss;
-//! votes are written with `sync = true`. Group commit: an append is written
-//! at once (readable, so replication can send it) and its flush callback
-//! queued to one syncer thread, which fsyncs the WAL once for everything
-//! queued meanwhile. openraft 0.9 appends each client write separately and
-//! waits for nothing but `append` to return, so without this every write
-//! cost the Raft core one fsync in series.
-//! Blocking RocksDB calls run on the blocking pool or in `block_in_place`,
-//! never plainly on the reactor.
+//! Durability: appends and votes are written with `sync = true` (WAL fsync)
+//! and openraft is told an append is flushed only after that write returned,
+//! so an acknowledged entry survives power loss. Blocking RocksDB calls run on
+//! the blocking pool, never on the reactor.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -28,14 +22,9 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
-/// Appends written but not yet synced, waiting for the syncer. Bounded: when
-/// the disk falls behind, appends wait (back pressure).
-const UNSYNCED_APPENDS: usize = 1024;
-
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    unsynced: tokio::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -51,12 +40,8 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl LogStore {
-    /// Starts the WAL syncer thread; it ends when the last clone is dropped.
-    pub fn new(db: Arc<DB>) -> std::io::Result<Self> {
-        let (unsynced, queue) = tokio::sync::mpsc::channel(UNSYNCED_APPENDS);
-        let syncer_db = db.clone();
-        std::thread::Builder::new().name("raft-wal-sync".into()).spawn(move || sync_wal_loop(&syncer_db, queue))?;
-        Ok(Self { db, unsynced })
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -94,24 +79,6 @@ impl LogStore {
                 let entry: Entry<TypeConfig> = bincode::deserialize(&value).map_err(read_err)?;
                 Ok(Some(entry.log_id))
             }
-        }
-    }
-}
-
-/// Fsyncs the WAL once per batch of queued appends, then reports each of
-/// them flushed (or failed), in append order.
-fn sync_wal_loop(db: &DB, mut queue: tokio::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
-        while let Ok(callback) = queue.try_recv() {
-            batch.push(callback);
-        }
-        let synced = db.flush_wal(true).map_err(|e| e.to_string());
-        if let Err(e) = &synced {
-            tracing::error!(error = %e, "fsync of the raft log failed");
-        }
-        for callback in batch {
-            callback.log_io_completed(synced.clone().map_err(io_error));
         }
     }
 }
@@ -189,15 +156,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 batch.put_cf(cf, index_key(entry.log_id.index), bytes);
             }
         }
-        // Not synced here (a short write into the memtable and the WAL's page
-        // cache); durability comes from the syncer before the callback.
-        let written = tokio::task::block_in_place(|| self.db.write_opt(batch, &WriteOptions::default()));
-        if let Err(e) = written {
-            let e = e.to_string();
-            callback.log_io_completed(Err(io_error(&e)));
-            return Err(write_err(e));
+        let db = self.db.clone();
+        // One synced write per append. openraft 0.9 appends each client
+        // write on its own and waits for its flush before the next, so the
+        // batching happens before the log: `raft::proposals` puts concurrent
+        // proposals into one entry. (A follower gets every entry the leader
+        // sent in one AppendEntries here at once.)
+        let result = tokio::task::spawn_blocking(move || {
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            db.write_opt(batch, &opts).map_err(io_error)
+        })
+        .await
+        .map_err(io_error)
+        .and_then(|r| r);
+        let failed = result.as_ref().err().map(|e| e.to_string());
+        callback.log_io_completed(result);
+        match failed {
+            Some(e) => Err(write_err(e)),
+            None => Ok(()),
         }
-        self.unsynced.send(callback).await.map_err(|_| write_err("the WAL syncer has stopped"))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {

@@ -9,6 +9,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod proposals;
 pub mod read_barrier;
 pub mod service;
 pub mod state_machine;
@@ -22,13 +23,17 @@ use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use crate::error::MetaError;
 use crate::events::Command;
 
-/// Outcome of applying one log entry; errors are deterministic domain errors.
+/// Outcome of applying one command; errors are deterministic domain errors.
 pub type ApplyResult = Result<(), MetaError>;
+
+/// What applying one log entry answers: one result per command it carries
+/// (one, or many for an `Event::Batch`). Never stored, so its shape is free.
+pub type EntryResults = Vec<ApplyResult>;
 
 openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
-        R = ApplyResult,
+        R = EntryResults,
 );
 
 pub type NodeId = u64;

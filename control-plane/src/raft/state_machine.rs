@@ -19,7 +19,8 @@ use rocksdb::{WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{io_error, ApplyResult, NodeId, StorageError, TypeConfig, CF_SNAPSHOT};
+use super::{io_error, ApplyResult, EntryResults, NodeId, StorageError, TypeConfig, CF_SNAPSHOT};
+use crate::events::{Command, Event};
 use crate::meta::MetaState;
 
 const KEY_SNAPSHOT: &[u8] = b"current";
@@ -154,6 +155,22 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     }
 }
 
+/// Applies one command unless its request id was applied before, in which
+/// case the first result is answered again.
+fn apply_command(state: &mut AppliedState, command: &Command, index: u64) -> ApplyResult {
+    if let Some(first) = command.request_id.and_then(|id| state.requests.get(&id)) {
+        return first.clone();
+    }
+    let result = state.meta.apply(&command.event);
+    if let Err(e) = &result {
+        tracing::debug!(index, error = %e, "event refused by the state machine");
+    }
+    if let Some(id) = command.request_id {
+        state.requests.record(id, result.clone());
+    }
+    result
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
@@ -164,7 +181,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((state.last_applied, state.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EntryResults>, StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -174,23 +191,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in entries {
             state.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => Ok(()),
-                EntryPayload::Normal(command) => match command.request_id.and_then(|id| state.requests.get(&id)) {
-                    Some(first) => first.clone(),
-                    None => {
-                        let result = state.meta.apply(&command.event);
-                        if let Err(e) = &result {
-                            tracing::debug!(index = entry.log_id.index, error = %e, "event refused by the state machine");
-                        }
-                        if let Some(id) = command.request_id {
-                            state.requests.record(id, result.clone());
-                        }
-                        result
-                    }
-                },
+                EntryPayload::Blank => vec![Ok(())],
+                EntryPayload::Normal(Command { event: Event::Batch(commands), .. }) => {
+                    commands.iter().map(|c| apply_command(&mut state, c, entry.log_id.index)).collect()
+                }
+                EntryPayload::Normal(command) => vec![apply_command(&mut state, &command, entry.log_id.index)],
                 EntryPayload::Membership(membership) => {
                     state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Ok(())
+                    vec![Ok(())]
                 }
             };
             results.push(result);

@@ -1,0 +1,179 @@
+//! Batched proposals. openraft 0.9 appends each `client_write` as its own
+//! entry and waits for that entry's fsync before it looks at the next one,
+//! so one write costs the leader one fsync in series, however many clients
+//! wait. Here concurrent proposals are gathered into one `Event::Batch`
+//! entry: one fsync on the leader, one on a follower and one replication
+//! round for all of them, each still answered with its own result.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::ApplyResult;
+use crate::error::ControllerError;
+use crate::events::{Command, Event};
+
+/// At most this many commands in one entry (a few hundred bytes each).
+const MAX_BATCH: usize = 256;
+/// Proposals waiting for the next batch before callers feel back pressure.
+const QUEUE: usize = 4096;
+/// Batches in flight at once: the next one gathers while one commits.
+const IN_FLIGHT: usize = 2;
+
+type Reply = oneshot::Sender<Result<(), ControllerError>>;
+
+pub struct ProposalBatcher {
+    queue: mpsc::Sender<(Command, Reply)>,
+}
+
+impl ProposalBatcher {
+    /// Starts the batching task; `write` appends one command (a single one,
+    /// or a batch) and returns one result per command it carries. The task
+    /// ends when the batcher is dropped.
+    pub fn spawn<W, Fut>(write: W) -> Self
+    where
+        W: Fn(Command) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<ApplyResult>, ControllerError>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(rx, Arc::new(write)));
+        Self { queue: tx }
+    }
+
+    /// Proposes one command and waits for its own result.
+    pub async fn propose(&self, command: Command) -> Result<(), ControllerError> {
+        let stopped = || ControllerError::Raft("the proposal batcher has stopped".into());
+        let (tx, rx) = oneshot::channel();
+        self.queue.send((command, tx)).await.map_err(|_| stopped())?;
+        rx.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn run<W, Fut>(mut queue: mpsc::Receiver<(Command, Reply)>, write: Arc<W>)
+where
+    W: Fn(Command) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<ApplyResult>, ControllerError>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        // Wait for a free slot first: whatever queues meanwhile joins this batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let write = write.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
+            let n = commands.len();
+            let entry = match <[Command; 1]>::try_from(commands) {
+                Ok([one]) => one,
+                Err(many) => Command { event: Event::Batch(many), request_id: None },
+            };
+            let outcome = write(entry).await;
+            drop(slot);
+            match outcome {
+                Ok(results) if results.len() == n => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result.map_err(ControllerError::Meta));
+                    }
+                }
+                Ok(results) => {
+                    let e = ControllerError::Raft(format!("{} results for {n} commands", results.len()));
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::MetaError;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    fn revoke(token: &str) -> Command {
+        Command { event: Event::TokenRevoked { token_hash: token.into() }, request_id: None }
+    }
+
+    /// A fake log: records what was appended, refuses token "bad", takes a
+    /// while per entry so proposals pile up.
+    fn recording_batcher(entries: Arc<Mutex<Vec<Command>>>) -> Arc<ProposalBatcher> {
+        Arc::new(ProposalBatcher::spawn(move |entry: Command| {
+            let entries = entries.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let commands = match &entry.event {
+                    Event::Batch(cs) => cs.clone(),
+                    _ => vec![entry.clone()],
+                };
+                entries.lock().expect("lock").push(entry);
+                Ok(commands
+                    .iter()
+                    .map(|c| match &c.event {
+                        Event::TokenRevoked { token_hash } if token_hash == "bad" => Err(MetaError::TokenNotFound),
+                        _ => Ok(()),
+                    })
+                    .collect())
+            }
+        }))
+    }
+
+    #[tokio::test]
+    async fn concurrent_proposals_share_entries_and_keep_their_own_results() {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let batcher = recording_batcher(entries.clone());
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let b = batcher.clone();
+                let token = if i % 7 == 0 { "bad".to_string() } else { format!("t{i}") };
+                tokio::spawn(async move { (i, b.propose(revoke(&token)).await) })
+            })
+            .collect();
+        for t in tasks {
+            let (i, result) = t.await.expect("task");
+            if i % 7 == 0 {
+                assert!(matches!(result, Err(ControllerError::Meta(MetaError::TokenNotFound))), "{i}: {result:?}");
+            } else {
+                assert!(result.is_ok(), "{i}: {result:?}");
+            }
+        }
+        let entries = entries.lock().expect("lock");
+        let commands: usize = entries.iter().map(|e| if let Event::Batch(cs) = &e.event { cs.len() } else { 1 }).sum();
+        assert_eq!(commands, 300, "every proposal appended exactly once");
+        assert!(entries.len() < 30, "300 concurrent proposals took {} entries", entries.len());
+        assert!(entries.iter().all(|e| !matches!(&e.event, Event::Batch(cs) if cs.len() > MAX_BATCH)));
+    }
+
+    #[tokio::test]
+    async fn a_lone_proposal_is_appended_as_itself() {
+        let entries = Arc::new(Mutex::new(Vec::new()));
+        let batcher = recording_batcher(entries.clone());
+        batcher.propose(revoke("t1")).await.expect("applied");
+        assert_eq!(*entries.lock().expect("lock"), vec![revoke("t1")]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_fails_every_proposal_of_its_batch() {
+        let batcher = ProposalBatcher::spawn(|_entry: Command| async {
+            Err::<Vec<ApplyResult>, _>(ControllerError::NotLeader { leader_addr: Some("c2:7000".into()) })
+        });
+        match batcher.propose(revoke("t1")).await {
+            Err(ControllerError::NotLeader { leader_addr }) => assert_eq!(leader_addr.as_deref(), Some("c2:7000")),
+            other => panic!("expected not-leader, got {other:?}"),
+        }
+    }
+}
