@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 
+use tessera_proto::control_client::ChannelPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -38,6 +39,8 @@ pub struct Controller {
     reads: ReadBarrier,
     /// One log entry per batch of concurrent proposals.
     proposals: ProposalBatcher,
+    /// Channels to the data nodes (repair copies), one per address.
+    pub datanode_channels: ChannelPool,
 }
 
 impl Controller {
@@ -61,6 +64,7 @@ impl Controller {
             copies_in_flight: Mutex::new(HashSet::new()),
             reads,
             proposals,
+            datanode_channels: ChannelPool::new(std::time::Duration::from_secs(60)),
         })
     }
 

@@ -13,7 +13,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_proto::control_client::lazy_channel;
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tokio::sync::Mutex;
@@ -208,7 +207,7 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) -> bool {
         tracing::debug!(error = %e, "could not start a copy task");
         return false;
     }
-    let mut client = StorageServiceClient::new(lazy_channel(&job.target_addr, Duration::from_secs(60)));
+    let mut client = StorageServiceClient::new(controller.datanode_channels.channel(&job.target_addr));
     let request = pb::ReplicateChunkRequest {
         file_id: job.file_id.to_string(),
         index: job.index,

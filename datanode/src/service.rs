@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tessera_proto::control_client::lazy_channel;
+use tessera_proto::control_client::ChannelPool;
 use tessera_proto::limits::{MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES, STREAM_PIECE_BYTES};
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
@@ -26,11 +26,20 @@ pub struct StorageApi {
     failed: Arc<AtomicBool>,
     /// Chunks buffered at once (each up to a chunk size): bounds memory.
     writes: Arc<Semaphore>,
+    /// Channels to other data nodes (replica copies), one per address.
+    peers: ChannelPool,
 }
 
 impl StorageApi {
     pub fn new(node_id: String, store: ChunkStore, capacity_bytes: u64, failed: Arc<AtomicBool>) -> Self {
-        Self { node_id, store, capacity_bytes, failed, writes: Arc::new(Semaphore::new(16)) }
+        Self {
+            node_id,
+            store,
+            capacity_bytes,
+            failed,
+            writes: Arc::new(Semaphore::new(16)),
+            peers: ChannelPool::new(Duration::from_secs(60)),
+        }
     }
 
     fn check_serving(&self) -> Result<(), Status> {
@@ -180,7 +189,7 @@ impl StorageService for StorageApi {
         let req = request.into_inner();
         let id = file_id(&req.file_id)?;
         let _permit = self.writes.acquire().await.map_err(|_| Status::unavailable("shutting down"))?;
-        let mut source = StorageServiceClient::new(lazy_channel(&req.source_addr, Duration::from_secs(60)))
+        let mut source = StorageServiceClient::new(self.peers.channel(&req.source_addr))
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         let stream = source
             .download_chunk(pb::DownloadChunkRequest { file_id: req.file_id.clone(), index: req.index })

@@ -1,12 +1,11 @@
 //! Shared state of every handler: the controller client, the data node
 //! channel pool and the configuration.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_proto::control_client::{lazy_channel, ControlClient};
+use tessera_proto::control_client::{ChannelPool, ControlClient};
 use tonic::transport::Channel;
 
 use crate::auth::LoginLimiter;
@@ -56,16 +55,18 @@ impl AppState {
     }
 }
 
-/// One lazily connected HTTP/2 channel per data node address, shared by
-/// every request (HTTP/2 multiplexes the streams).
-#[derive(Clone, Default)]
-pub struct DatanodePool {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+/// The data nodes' channels, one per address (see [`ChannelPool`]).
+#[derive(Clone)]
+pub struct DatanodePool(ChannelPool);
+
+impl Default for DatanodePool {
+    fn default() -> Self {
+        Self(ChannelPool::new(Duration::from_secs(60)))
+    }
 }
 
 impl DatanodePool {
     pub fn channel(&self, addr: &str) -> Channel {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        channels.entry(addr.to_string()).or_insert_with(|| lazy_channel(addr, Duration::from_secs(60))).clone()
+        self.0.channel(addr)
     }
 }

@@ -220,6 +220,28 @@ impl ControlClient {
     }
 }
 
+/// One lazily connected channel per address, shared by every caller: a new
+/// channel costs a TCP and a TLS handshake, far more than a request, and
+/// HTTP/2 multiplexes concurrent calls over one connection. A channel
+/// reconnects by itself after its peer restarts.
+#[derive(Clone)]
+pub struct ChannelPool {
+    timeout: Duration,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl ChannelPool {
+    /// `timeout` bounds each call on the pool's channels.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, channels: Default::default() }
+    }
+
+    pub fn channel(&self, addr: &str) -> Channel {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.entry(addr.to_string()).or_insert_with(|| lazy_channel(addr, self.timeout)).clone()
+    }
+}
+
 /// A lazily connecting channel to `host:port`. Connecting fails fast so a
 /// dead peer is skipped quickly; `timeout` bounds each call. With this
 /// process's [`crate::tls::install`]ed client TLS, the channel is mutual TLS.
