@@ -44,7 +44,8 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Must be called inside the tokio runtime (it starts the read barrier).
+    /// Must be called inside the tokio runtime (it starts the read barrier
+    /// and the proposal batcher).
     pub fn new(config: Config, raft: Raft, state: SharedState) -> Arc<Self> {
         let reads = ReadBarrier::spawn({
             let raft = raft.clone();
