@@ -112,6 +112,9 @@ class Cluster:
         env = dict(os.environ, TESSERA_HTTP_PORT=str(self.port), TESSERA_PORT_BASE=str(self.base),
                    TESSERA_DATA_DIR=data, TESSERA_HEARTBEAT_INTERVAL_MS="500", TESSERA_DEAD_AFTER_MS="3000",
                    TESSERA_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG="warn")
+        # Kept for restarts: a controller restarted with other settings (say
+        # the default 15 s until a silent node is dead) skews later figures.
+        self.env = env
         self.proc = subprocess.Popen([os.path.join(ROOT, "scripts", "cluster.sh")], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.headers = {}
@@ -161,7 +164,7 @@ class Cluster:
                           "--listen", f"127.0.0.1:{self.base + cid}", "--peers", peers,
                           "--data-dir", os.path.join(self.data, f"controller-{cid}"),
                           "--tls-dir", os.path.join(self.data, "tls")],
-                         stdout=log, stderr=log, start_new_session=True)
+                         env=self.env, stdout=log, stderr=log, start_new_session=True)
 
     def stop(self):
         try:
