@@ -222,14 +222,16 @@ def curl_requests(cluster, count, clients, make, method="POST"):
     process (a native load generator: a Python client runs out of CPU first
     on two cores); `make(i)` gives (path, file to upload or None). Returns
     (per second, latencies in seconds)."""
+    uploads = False
     with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as config:
         for i in range(count):
             path, upload = make(i)
             config.write(f'url = "http://127.0.0.1:{cluster.port}{path}"\noutput = "/dev/null"\n')
             if upload is not None:
                 config.write(f'upload-file = "{upload}"\n')
+                uploads = True
     headers = ["-H", f"Authorization: Bearer {cluster.token}", "-H", "Content-Type: application/octet-stream"]
-    body = ["--data-binary", ""] if method == "POST" and make(0)[1] is None else []
+    body = ["--data-binary", ""] if method == "POST" and not uploads else []
     start = time.perf_counter()
     out = subprocess.run(["curl", "-sS", "-Z", "--parallel-immediate", "--parallel-max", str(clients),
                           "-X", method, *headers, *body, "-w", "%{http_code} %{time_total}\n", "-K", config.name],

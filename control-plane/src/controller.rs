@@ -20,7 +20,7 @@ use crate::error::ControllerError;
 use crate::events::{Command, Event};
 use crate::health::Liveness;
 use crate::raft::proposals::ProposalBatcher;
-use crate::raft::read_barrier::{Confirmation, ReadBarrier};
+use crate::raft::read_barrier::ReadBarrier;
 use crate::raft::state_machine::SharedState;
 use crate::raft::{ApplyResult, NodeId, Raft};
 
@@ -188,13 +188,13 @@ async fn append_entry(raft: Raft, entry: Command) -> Result<Vec<ApplyResult>, Co
     raft.client_write(entry).await.map(|response| response.data).map_err(write_error)
 }
 
-async fn confirm_leadership(raft: Raft) -> Confirmation {
+async fn confirm_leadership(raft: Raft) -> Result<(), ControllerError> {
     match raft.ensure_linearizable().await {
-        Ok(_) => Confirmation::Confirmed,
+        Ok(_) => Ok(()),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            Confirmation::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) }
+            Err(ControllerError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
         }
-        Err(e) => Confirmation::Failed(e.to_string()),
+        Err(e) => Err(ControllerError::Raft(e.to_string())),
     }
 }
 

@@ -40,6 +40,19 @@ pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
 
+/// Starts a batch with `first` and adds what is already queued, up to `max`
+/// items: what the read barrier and the proposal batcher hand on together.
+pub(crate) fn take_batch<T>(queue: &mut tokio::sync::mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 pub(crate) const CF_LOGS: &str = "logs";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_SNAPSHOT: &str = "snapshot";

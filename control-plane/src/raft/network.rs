@@ -3,8 +3,6 @@
 //! so a remote Raft error comes back as `RemoteError`, and only transport
 //! failures become `Unreachable`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -16,7 +14,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tessera_proto::control_client::lazy_channel;
+use tessera_proto::control_client::ChannelPool;
 use tessera_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use tessera_proto::raft_pb::raft_service_client::RaftServiceClient;
 use tessera_proto::raft_pb::RaftPayload;
@@ -24,29 +22,28 @@ use tonic::transport::Channel;
 
 use super::{io_error, NodeId, TypeConfig};
 
-/// Hands out clients over one cached channel (one HTTP/2 connection) per
+/// Hands out clients over one pooled channel (one HTTP/2 connection) per
 /// peer address. openraft asks for a new client for every leadership check
-/// (each linearizable read) and every election, not only per replication
-/// stream: a fresh channel each time meant a TCP and TLS handshake per read.
-#[derive(Clone, Default)]
+/// and every election, not only per replication stream: a fresh channel
+/// each time meant a TCP and TLS handshake per check.
+#[derive(Clone)]
 pub struct NetworkFactory {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: ChannelPool,
+}
+
+impl Default for NetworkFactory {
+    fn default() -> Self {
+        // The per-call deadline comes from openraft's RPCOption; this one
+        // only backs it up.
+        Self { channels: ChannelPool::new(Duration::from_secs(30)) }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        // The per-call deadline comes from openraft's RPCOption; this one only
-        // backs it up. A cached channel reconnects by itself after a failure.
-        let channel = self
-            .channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(node.addr.clone())
-            .or_insert_with(|| lazy_channel(&node.addr, Duration::from_secs(30)))
-            .clone();
-        let client = RaftServiceClient::new(channel)
+        let client = RaftServiceClient::new(self.channels.channel(&node.addr))
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         PeerClient { target, node: node.clone(), client }

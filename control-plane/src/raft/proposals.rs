@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::ApplyResult;
+use super::{take_batch, ApplyResult};
 use crate::error::ControllerError;
 use crate::events::{Command, Event};
 
@@ -59,13 +59,7 @@ where
     while let Some(first) = queue.recv().await {
         // Wait for a free slot first: whatever queues meanwhile joins this batch.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        let batch = take_batch(&mut queue, first, MAX_BATCH);
         let write = write.clone();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
@@ -76,23 +70,17 @@ where
             };
             let outcome = write(entry).await;
             drop(slot);
-            match outcome {
+            let results: Vec<Result<(), ControllerError>> = match outcome {
                 Ok(results) if results.len() == n => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result.map_err(ControllerError::Meta));
-                    }
+                    results.into_iter().map(|r| r.map_err(ControllerError::Meta)).collect()
                 }
                 Ok(results) => {
-                    let e = ControllerError::Raft(format!("{} results for {n} commands", results.len()));
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
+                    vec![Err(ControllerError::Raft(format!("{} results for {n} commands", results.len()))); n]
                 }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
+                Err(e) => vec![Err(e); n],
+            };
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
         });
     }

@@ -9,30 +9,14 @@ use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::take_batch;
 use crate::error::ControllerError;
 
 /// How many reads wait for the next round before callers feel back pressure.
 const QUEUE: usize = 4096;
 
-/// The outcome of one leadership confirmation, shared by its whole batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirmation {
-    Confirmed,
-    NotLeader { leader_addr: Option<String> },
-    Failed(String),
-}
-
-impl From<Confirmation> for Result<(), ControllerError> {
-    fn from(c: Confirmation) -> Self {
-        match c {
-            Confirmation::Confirmed => Ok(()),
-            Confirmation::NotLeader { leader_addr } => Err(ControllerError::NotLeader { leader_addr }),
-            Confirmation::Failed(reason) => Err(ControllerError::Raft(reason)),
-        }
-    }
-}
-
-type Waiter = oneshot::Sender<Confirmation>;
+/// Each waiter gets a clone of its round's outcome.
+type Waiter = oneshot::Sender<Result<(), ControllerError>>;
 
 pub struct ReadBarrier {
     waiters: mpsc::Sender<Waiter>,
@@ -44,7 +28,7 @@ impl ReadBarrier {
     pub fn spawn<F, Fut>(confirm: F) -> Self
     where
         F: Fn() -> Fut + Send + 'static,
-        Fut: Future<Output = Confirmation> + Send + 'static,
+        Fut: Future<Output = Result<(), ControllerError>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(rx, confirm));
@@ -53,30 +37,23 @@ impl ReadBarrier {
 
     /// Returns once a confirmation that started after this call has ended.
     pub async fn wait(&self) -> Result<(), ControllerError> {
+        let stopped = || ControllerError::Raft("the read barrier has stopped".into());
         let (tx, rx) = oneshot::channel();
-        if self.waiters.send(tx).await.is_err() {
-            return Err(ControllerError::Raft("the read barrier has stopped".into()));
-        }
-        rx.await.unwrap_or_else(|_| Confirmation::Failed("the read barrier has stopped".into())).into()
+        self.waiters.send(tx).await.map_err(|_| stopped())?;
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
 async fn run<F, Fut>(mut waiters: mpsc::Receiver<Waiter>, confirm: F)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Confirmation>,
+    Fut: Future<Output = Result<(), ControllerError>>,
 {
     while let Some(first) = waiters.recv().await {
         // Everything queued now arrived before the round below starts, so
         // the round is a valid confirmation for all of it; later arrivals
         // wait for the next round.
-        let mut batch = vec![first];
-        while batch.len() < QUEUE {
-            match waiters.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
-        }
+        let batch = take_batch(&mut waiters, first, QUEUE);
         let outcome = confirm().await;
         for w in batch {
             // A caller that gave up (request cancelled) is simply skipped.
@@ -102,7 +79,7 @@ mod tests {
                 started.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 rounds.fetch_add(1, Ordering::SeqCst);
-                Confirmation::Confirmed
+                Ok(())
             }
         })
     }
@@ -145,7 +122,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_waiter_of_a_round_gets_its_outcome() {
-        let barrier = ReadBarrier::spawn(|| async { Confirmation::NotLeader { leader_addr: Some("c2:7000".into()) } });
+        let barrier =
+            ReadBarrier::spawn(|| async { Err(ControllerError::NotLeader { leader_addr: Some("c2:7000".into()) }) });
         match barrier.wait().await {
             Err(ControllerError::NotLeader { leader_addr }) => assert_eq!(leader_addr.as_deref(), Some("c2:7000")),
             other => panic!("expected not-leader, got {other:?}"),
