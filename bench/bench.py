@@ -61,6 +61,42 @@ def fsync_write(path, size):
     return size / MIB / (time.perf_counter() - start)
 
 
+def fsync_small_files(directory, count, threads=16, size=64 * 1024):
+    """Durable creations of new 64 KiB files per second, `threads` at a
+    time: the least a replica write of a small file costs on this disk
+    (create a temp file, write, fsync, rename, fsync the directory)."""
+    data = os.urandom(size)
+    per_thread = count // threads
+
+    def work(t):
+        d = os.path.join(directory, f"t{t}")
+        os.makedirs(d, exist_ok=True)
+        for i in range(per_thread):
+            path = os.path.join(d, str(i))
+            fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(path + ".tmp", path)
+            dir_fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    rate = per_thread * threads / (time.perf_counter() - start)
+    shutil.rmtree(directory, ignore_errors=True)
+    return rate
+
+
 def page_cache_read(path):
     size = os.path.getsize(path)
     with open(path, "rb") as f:  # warm
@@ -264,6 +300,7 @@ def main():
         r["page_cache_read_mb_s"] = page_cache_read(raw)
         r["loopback_mb_s"] = loopback(big)
         os.remove(raw)
+        r["fsync_small_files_s"] = fsync_small_files(os.path.join(work, "small-files"), small_files * 3)
 
         cluster = Cluster(os.path.join(work, "data"))
         try:
@@ -288,6 +325,8 @@ def main():
                 f.write(os.urandom(64 * 1024))
             rate, lat = curl_requests(cluster, small_files, 16, lambda i: (f"/api/files?name=small-{i}.bin", payload))
             r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+            # Each file is three durable replica files.
+            r["small_upload_ratio"] = rate / (r["fsync_small_files_s"] / 3)
             listing = cluster.json("/api/files?limit=1000&q=small-")
             ids = [f["id"] for f in listing["files"]]
             rate, lat = curl_requests(cluster, small_files, 16,
@@ -332,7 +371,8 @@ def main():
 
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({k: round(v, 3) for k, v in r.items()}, f, indent=2, sort_keys=True)
-    limits = {"upload_mb_s": "fsync_write_mb_s / 3", "download_mb_s": "loopback_mb_s"}
+    limits = {"upload_mb_s": "fsync_write_mb_s / 3", "download_mb_s": "loopback_mb_s",
+              "small_upload_files_s": "fsync_small_files_s / 3"}
     print(f"{'figure':<26} {'value':>12}")
     for k in sorted(r):
         print(f"{k:<26} {r[k]:>12.2f}  {('vs ' + limits[k]) if k in limits else ''}")

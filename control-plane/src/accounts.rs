@@ -9,6 +9,7 @@ use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
 use crate::events::Event;
 use crate::meta::accounts::{OwnerUsage, Role, TokenKind, TokenRecord, UserRecord};
+use crate::meta::MetaState;
 
 pub struct NewToken {
     pub username: String,
@@ -136,11 +137,15 @@ impl Controller {
     /// request per HTTP call must stay cheap.
     pub fn authenticate(&self, token_hash: &str) -> Result<(UserRecord, OwnerUsage), ControllerError> {
         self.ensure_leader()?;
-        let state = self.state.read();
-        let (_, user) = state
-            .meta
-            .authenticate(&token_hash.to_ascii_lowercase(), tessera_proto::now_ms())
-            .ok_or(MetaError::Unauthenticated)?;
-        Ok((user.clone(), state.meta.owner_usage(&user.username)))
+        authenticated(&self.state.read().meta, token_hash)
     }
+}
+
+/// The user of a token in `meta` (unknown, revoked and expired tokens
+/// fail), with what they store.
+pub fn authenticated(meta: &MetaState, token_hash: &str) -> Result<(UserRecord, OwnerUsage), ControllerError> {
+    let (_, user) = meta
+        .authenticate(&token_hash.to_ascii_lowercase(), tessera_proto::now_ms())
+        .ok_or(MetaError::Unauthenticated)?;
+    Ok((user.clone(), meta.owner_usage(&user.username)))
 }

@@ -327,7 +327,7 @@ async fn grpc_needs_a_certificate_from_the_cluster_ca_and_hostile_ids_are_refuse
         MasterServiceClient::new(channel(&cluster.ctl_addrs[0], Some(own.clone())).await.expect("channel"));
     for id in ["../../etc/passwd", "/etc/passwd", "a\0b", long.as_str()] {
         let lookup =
-            master.get_file_metadata(pb::GetFileMetadataRequest { file_id: id.into(), owner: String::new() }).await;
+            master.get_file_metadata(pb::GetFileMetadataRequest { file_id: id.into(), ..Default::default() }).await;
         let code = lookup.expect_err("a hostile id was found").code();
         assert!(matches!(code, tonic::Code::NotFound | tonic::Code::Unavailable), "{id:?}: {code:?}");
         let register = master

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{file_metadata, token_info, user_info};
-use crate::accounts::NewToken;
+use crate::accounts::{authenticated, NewToken};
 use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
 use crate::meta::accounts::{Role, TokenKind};
@@ -27,6 +27,26 @@ impl MasterApi {
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
+
+fn both_owner_and_token() -> Status {
+    Status::invalid_argument("send either owner or token_hash, not both")
+}
+
+impl MasterApi {
+    /// Whom a user-scoped call acts for: with `token_hash` (the gateway's
+    /// way) the token is authenticated here, in the same call, and its user
+    /// is the owner; without it, `owner` as sent (internal tools).
+    fn acting_owner(&self, token_hash: &str, owner: String) -> Result<(String, Option<pb::UserInfo>), Status> {
+        if token_hash.is_empty() {
+            return Ok((owner, None));
+        }
+        if !owner.is_empty() {
+            return Err(both_owner_and_token());
+        }
+        let (user, usage) = self.controller.authenticate(token_hash)?;
+        Ok((user.username.clone(), Some(user_info(&user, usage))))
+    }
+}
 
 fn file_id(s: &str) -> Result<Uuid, Status> {
     parse_file_id(s).map_err(|e| Status::invalid_argument(e.to_string()))
@@ -100,6 +120,7 @@ impl MasterService for MasterApi {
     ) -> RpcResult<pb::GetUploadPlanResponse> {
         let request_id = request_id(&request);
         let req = request.into_inner();
+        let (owner, caller) = self.acting_owner(&req.token_hash, req.owner)?;
         let existing = if req.file_id.is_empty() { None } else { Some(file_id(&req.file_id)?) };
         let plan = self
             .controller
@@ -109,13 +130,14 @@ impl MasterService for MasterApi {
                 first_chunk: req.first_chunk,
                 chunk_count: req.chunk_count,
                 exclude_nodes: req.exclude_nodes,
-                owner: req.owner,
+                owner,
                 size_hint: req.size_hint,
                 defer_create: req.defer_create,
                 request_id,
             })
             .await?;
         Ok(Response::new(pb::GetUploadPlanResponse {
+            caller,
             deferred: plan.deferred,
             file_id: plan.file_id.to_string(),
             chunk_size: plan.chunk_size,
@@ -155,10 +177,11 @@ impl MasterService for MasterApi {
     async fn create_file(&self, request: Request<pb::CreateFileRequest>) -> RpcResult<pb::CommitFileResponse> {
         let request_id = request_id(&request);
         let req = request.into_inner();
+        let (owner, _) = self.acting_owner(&req.token_hash, req.owner)?;
         let written = WrittenFile {
             file_id: file_id(&req.file_id)?,
             name: req.name,
-            owner: req.owner,
+            owner,
             size: req.size,
             checksum: req.checksum.to_lowercase(),
             crc32c: req.crc32c,
@@ -179,12 +202,21 @@ impl MasterService for MasterApi {
 
     async fn get_file_metadata(&self, request: Request<pb::GetFileMetadataRequest>) -> RpcResult<pb::FileMetadata> {
         let req = request.into_inner();
-        let id = file_id_for_lookup(&req.file_id)?;
+        if !req.token_hash.is_empty() && !req.owner.is_empty() {
+            return Err(both_owner_and_token());
+        }
         self.controller.read_current().await?;
         let state = self.controller.state.read();
+        // The caller first: a bad token is "unauthenticated" whatever the id.
+        let owner = if req.token_hash.is_empty() {
+            req.owner
+        } else {
+            authenticated(&state.meta, &req.token_hash).map_err(ControllerError::into_status)?.0.username
+        };
+        let id = file_id_for_lookup(&req.file_id)?;
         let file = state
             .meta
-            .visible_file(&id, &req.owner)
+            .visible_file(&id, &owner)
             .ok_or_else(|| ControllerError::from(MetaError::FileNotFound(id.to_string())).into_status())?;
         Ok(Response::new(file_metadata(file, &state.meta, true)))
     }

@@ -8,23 +8,25 @@ use futures::{Stream, StreamExt};
 use tessera_proto::checksum::crc32c;
 use tessera_proto::pb;
 
+use crate::auth::{token_call_error, Credentials};
 use crate::clients::datanode;
 use crate::error::ApiError;
 use crate::ops::range::chunk_spans;
 use crate::state::AppState;
 
-/// The file `file_id` of `owner`; another owner's file is "not found".
-pub async fn metadata(app: &AppState, owner: &str, file_id: &str) -> Result<pb::FileMetadata, ApiError> {
-    tessera_proto::ids::parse_file_id(file_id)
-        .map_err(|_| ApiError::NotFound(format!("no such file: {}", file_id.chars().take(80).collect::<String>())))?;
-    let request = pb::GetFileMetadataRequest { file_id: file_id.to_string(), owner: owner.to_string() };
-    Ok(app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get_file_metadata(request).await }
-        })
-        .await?)
+/// The file `file_id` of the caller; another owner's file is "not found".
+/// The controller authenticates the caller in the same call (an unknown
+/// token is 401 whatever the id).
+pub async fn metadata(app: &AppState, caller: &Credentials, file_id: &str) -> Result<pb::FileMetadata, ApiError> {
+    let request = pb::GetFileMetadataRequest {
+        file_id: file_id.to_string(),
+        owner: String::new(),
+        token_hash: caller.token_hash.clone(),
+    };
+    app.control
+        .call_with(request, |mut c, r| async move { c.get_file_metadata(r).await })
+        .await
+        .map_err(token_call_error)
 }
 
 /// The bytes `start..=end` of the file as a stream (empty for an empty range).

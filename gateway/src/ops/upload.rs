@@ -21,7 +21,7 @@ use tessera_proto::pb;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::auth::CurrentUser;
+use crate::auth::{token_call_error, Credentials, CurrentUser};
 use crate::clients::datanode;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -60,10 +60,11 @@ async fn plan(app: &AppState, request: pb::GetUploadPlanRequest) -> Result<pb::G
         .await?)
 }
 
-/// Uploads `body` as a file of `owner` named `name`; returns the committed file.
+/// Uploads `body` as a file of the caller named `name`; returns the
+/// committed file. The first controller call authenticates the caller.
 pub async fn upload<S, E>(
     app: &AppState,
-    owner: &CurrentUser,
+    caller: &Credentials,
     name: &str,
     size_hint: Option<u64>,
     body: S,
@@ -73,32 +74,35 @@ where
     E: std::fmt::Display,
 {
     tessera_proto::ids::validate_file_name(name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if let Some(size) = size_hint {
-        if size > app.settings.max_upload_bytes {
-            return Err(too_large(app.settings.max_upload_bytes));
-        }
-        if owner.remaining_quota().is_some_and(|left| size > left) {
-            return Err(over_quota(owner));
-        }
+    if size_hint.is_some_and(|size| size > app.settings.max_upload_bytes) {
+        return Err(too_large(app.settings.max_upload_bytes));
     }
     if size_hint == Some(0) {
-        return create_empty(app, owner, name, body).await;
+        return create_empty(app, caller, name, body).await;
     }
     // Created before the body is read: a cluster that cannot take the file
-    // says so (503) without the client sending it.
-    let first = plan(
-        app,
-        pb::GetUploadPlanRequest {
-            name: name.to_string(),
-            size_hint: size_hint.unwrap_or(0),
-            first_chunk: 0,
-            chunk_count: PLAN_BATCH,
-            owner: owner.username.clone(),
-            defer_create: size_hint.is_some(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    // (503), a caller without a valid token (401) or without the quota for
+    // size_hint (413) learn so without sending it.
+    let first = app
+        .control
+        .call_with(
+            pb::GetUploadPlanRequest {
+                name: name.to_string(),
+                size_hint: size_hint.unwrap_or(0),
+                first_chunk: 0,
+                chunk_count: PLAN_BATCH,
+                defer_create: size_hint.is_some(),
+                token_hash: caller.token_hash.clone(),
+                ..Default::default()
+            },
+            |mut c, r| async move { c.get_upload_plan(r).await },
+        )
+        .await
+        .map_err(token_call_error)?;
+    let owner = CurrentUser::from_info(
+        first.caller.ok_or_else(|| ApiError::Internal("the controller's plan names no caller".into()))?,
+        caller.token_hash.clone(),
+    );
     let chunk_size = first.chunk_size.max(1) as usize;
     let mut upload = Upload {
         app: app.clone(),
@@ -107,7 +111,7 @@ where
         first_crc: 0,
         first_stored: Arc::default(),
         quota_left: owner.remaining_quota(),
-        owner: owner.username.clone(),
+        owner: owner.username,
         file_id: first.file_id.clone(),
         replication: first.replication.max(1) as usize,
         placements: first.placements.into_iter().map(|p| (p.index, p.targets)).collect(),
@@ -125,7 +129,7 @@ where
 /// id the gateway makes (a retried call carries the same id).
 async fn create_empty<S, E>(
     app: &AppState,
-    owner: &CurrentUser,
+    caller: &Credentials,
     name: &str,
     mut body: S,
 ) -> Result<pb::FileMetadata, ApiError>
@@ -142,23 +146,19 @@ where
     let request = pb::CreateFileRequest {
         file_id: tessera_proto::ids::new_file_id().to_string(),
         name: name.to_string(),
-        owner: owner.username.clone(),
+        owner: String::new(),
         size: 0,
         checksum: hex::encode(Sha256::digest(b"")),
         crc32c: 0,
         node_ids: Vec::new(),
+        token_hash: caller.token_hash.clone(),
     };
-    let reply = app.control.call_with(request, |mut c, r| async move { c.create_file(r).await }).await?;
+    let reply = app
+        .control
+        .call_with(request, |mut c, r| async move { c.create_file(r).await })
+        .await
+        .map_err(token_call_error)?;
     reply.file.ok_or_else(|| ApiError::Internal("the controller created the file but returned no file".into()))
-}
-
-fn over_quota(owner: &CurrentUser) -> ApiError {
-    ApiError::TooLarge(format!(
-        "quota exceeded: {} stores {} of a {} quota; this upload does not fit",
-        owner.username,
-        human_bytes(owner.used_bytes),
-        human_bytes(owner.quota_bytes)
-    ))
 }
 
 /// 1536 -> "1.5 KiB", for messages people read.
@@ -263,6 +263,7 @@ impl Upload {
                 checksum,
                 crc32c: self.first_crc,
                 node_ids: self.first_stored.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                token_hash: String::new(),
             };
             self.app.control.call_with(request, |mut c, r| async move { c.create_file(r).await }).await?
         } else {

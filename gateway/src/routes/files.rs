@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tessera_proto::pb;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::CurrentUser;
+use crate::auth::{Credentials, CurrentUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::ops::json::{self, File, FileList, FileWithChunks, MultipartResult, Usage};
 use crate::ops::range::{parse_range, RangeRequest};
@@ -58,7 +58,19 @@ fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Re
         (status = 503, body = ErrorBody, description = "too few healthy data nodes or no controller leader")))]
 pub async fn create(
     State(app): State<AppState>,
-    user: CurrentUser,
+    caller: Credentials,
+    params: Result<Query<UploadParams>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    match create_files(&app, &caller, params, request).await {
+        Ok(response) => Ok(response),
+        Err(e) => Err(caller.vouch_for(&app, e).await),
+    }
+}
+
+async fn create_files(
+    app: &AppState,
+    caller: &Credentials,
     params: Result<Query<UploadParams>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -69,9 +81,8 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
     if is_multipart {
-        let multipart =
-            Multipart::from_request(request, &app).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let files = create_multipart(&app, &user, multipart).await?;
+        let multipart = Multipart::from_request(request, app).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let files = create_multipart(app, caller, multipart).await?;
         return Ok((StatusCode::CREATED, Json(MultipartResult { files })).into_response());
     }
     let name = params
@@ -79,7 +90,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::BadRequest("missing ?name= (or send multipart/form-data with file parts)".into()))?;
     let size_hint = content_length(request.headers());
     let body = request.into_body().into_data_stream();
-    let file = upload::upload(&app, &user, &name, size_hint, body).await?;
+    let file = upload::upload(app, caller, &name, size_hint, body).await?;
     Ok((StatusCode::CREATED, Json(json::file(&file))).into_response())
 }
 
@@ -89,7 +100,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Uploads every `file` part; all or nothing: if one fails, the files
 /// already committed by this request are deleted again.
-async fn create_multipart(app: &AppState, user: &CurrentUser, mut multipart: Multipart) -> Result<Vec<File>, ApiError> {
+async fn create_multipart(
+    app: &AppState,
+    caller: &Credentials,
+    mut multipart: Multipart,
+) -> Result<Vec<File>, ApiError> {
     let mut committed: Vec<pb::FileMetadata> = Vec::new();
     let result = async {
         while let Some(field) =
@@ -103,7 +118,7 @@ async fn create_multipart(app: &AppState, user: &CurrentUser, mut multipart: Mul
                 .map(str::to_string)
                 .ok_or_else(|| ApiError::BadRequest("a file part has no filename".into()))?;
             let body = field.map_err(|e| format!("malformed multipart body: {e}"));
-            let file = upload::upload(app, user, &name, None, body).await?;
+            let file = upload::upload(app, caller, &name, None, body).await?;
             committed.push(file);
         }
         if committed.is_empty() {
@@ -116,7 +131,7 @@ async fn create_multipart(app: &AppState, user: &CurrentUser, mut multipart: Mul
         Ok(()) => Ok(committed.iter().map(json::file).collect()),
         Err(e) => {
             for file in &committed {
-                if let Err(cleanup) = delete_file(app, &user.username, &file.file_id).await {
+                if let Err(cleanup) = delete_file(app, &file.owner, &file.file_id).await {
                     tracing::warn!(file = %file.file_id, error = %cleanup, "could not roll back a multipart upload");
                 }
             }
@@ -167,10 +182,10 @@ pub async fn list(
         (status = 404, body = ErrorBody, description = "no such file, or another user's")))]
 pub async fn metadata(
     State(app): State<AppState>,
-    user: CurrentUser,
+    caller: Credentials,
     Path(id): Path<String>,
 ) -> Result<Json<FileWithChunks>, ApiError> {
-    let file = download::metadata(&app, &user.username, &id).await?;
+    let file = download::metadata(&app, &caller, &id).await?;
     Ok(Json(json::file_with_chunks(&file)))
 }
 
@@ -220,11 +235,11 @@ pub fn content_disposition(name: &str) -> String {
         (status = 503, body = ErrorBody, description = "no replica of a chunk can be read now")))]
 pub async fn content(
     State(app): State<AppState>,
-    user: CurrentUser,
+    caller: Credentials,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let file = download::metadata(&app, &user.username, &id).await?;
+    let file = download::metadata(&app, &caller, &id).await?;
     let size = file.size;
     let range = parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size);
     let (status, start, end) = match range {
