@@ -13,8 +13,9 @@ mod xattr;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -32,6 +33,8 @@ pub struct ChunkStore {
 
 struct Inner {
     layout: Layout,
+    /// Large chunks are written with `O_DIRECT` (see [`create_chunk_file`]).
+    direct_io: AtomicBool,
     chunk_count: AtomicU64,
     used_bytes: AtomicU64,
 }
@@ -55,6 +58,58 @@ fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
     file.write_all(data)?;
     file.sync_all()
+}
+
+/// Chunks at least this large are written with `O_DIRECT`. Through the
+/// page cache, the kernel's copy of the data costs far more CPU than the
+/// write: 1.2-3.7 s against 0.15-0.19 s of system time per 768 MB of
+/// 4 MiB files (fsync'd, on this machine), and an upload at RF 3 writes
+/// every byte three times on the same cores. Small chunks stay buffered:
+/// their cost is creating the file, and they are often read right back.
+const DIRECT_IO_MIN_BYTES: usize = 1024 * 1024;
+/// Buffer address, length and file offset of an `O_DIRECT` write are
+/// multiples of this (the largest logical block size in common use).
+const DIRECT_IO_ALIGN: usize = 4096;
+
+/// Creates `path` holding `data`, not yet synced. Large chunks bypass the
+/// page cache while the filesystem allows it (tmpfs and some others refuse
+/// `O_DIRECT`; `direct_io` is cleared on the first refusal).
+fn create_chunk_file(path: &Path, data: &[u8], direct_io: &AtomicBool) -> std::io::Result<File> {
+    if data.len() >= DIRECT_IO_MIN_BYTES && direct_io.load(Ordering::Relaxed) {
+        match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(path) {
+            Ok(file) => {
+                write_direct(&file, data)?;
+                return Ok(file);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::info!(error = %e, "the filesystem refuses O_DIRECT; chunks go through the page cache");
+                direct_io.store(false, Ordering::Relaxed);
+                // Linux creates the file before it checks the flag.
+                match fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(data)?;
+    Ok(file)
+}
+
+/// Writes `data` through an aligned, zero-padded copy, then cuts the
+/// padding off (the copy costs a fraction of the page-cache path).
+fn write_direct(mut file: &File, data: &[u8]) -> std::io::Result<()> {
+    let padded = data.len().div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
+    let mut buffer = vec![0u8; padded + DIRECT_IO_ALIGN];
+    let offset = buffer.as_ptr().align_offset(DIRECT_IO_ALIGN);
+    let aligned = buffer
+        .get_mut(offset..offset + padded)
+        .ok_or_else(|| std::io::Error::other("cannot align a buffer for O_DIRECT"))?;
+    aligned[..data.len()].copy_from_slice(data);
+    file.write_all(aligned)?;
+    file.set_len(data.len() as u64)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -82,8 +137,14 @@ impl ChunkStore {
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
-        let store =
-            Self { inner: Arc::new(Inner { layout, chunk_count: AtomicU64::new(0), used_bytes: AtomicU64::new(0) }) };
+        let store = Self {
+            inner: Arc::new(Inner {
+                layout,
+                direct_io: AtomicBool::new(true),
+                chunk_count: AtomicU64::new(0),
+                used_bytes: AtomicU64::new(0),
+            }),
+        };
         let inventory = store.inventory().await?;
         store.inner.chunk_count.store(inventory.len() as u64, Ordering::Relaxed);
         store.inner.used_bytes.store(inventory.iter().map(|c| c.size).sum(), Ordering::Relaxed);
@@ -125,8 +186,7 @@ impl ChunkStore {
             let crc_tmp = temp_name(&crc_path);
             let checksum = encode_sidecar(crc, size);
             let result = (|| {
-                let mut file = OpenOptions::new().write(true).create_new(true).open(&chunk_tmp)?;
-                file.write_all(&data)?;
+                let file = create_chunk_file(&chunk_tmp, &data, &store.inner.direct_io)?;
                 let in_xattr = match xattr::set(&file, checksum.as_bytes()) {
                     Ok(()) => true,
                     Err(e) if xattr::unsupported(&e) => false,
@@ -307,6 +367,34 @@ mod tests {
         assert!(matches!(store.read(id, 0).await, Err(StoreError::NotFound(_))));
         assert!(!root.join("dn1").join(id.to_string()).exists());
         let _ = fs::remove_dir_all(root);
+    }
+
+    /// Large chunks of any length (not a multiple of the O_DIRECT block)
+    /// come back byte for byte, with their exact size, in the data
+    /// directory and on a tmpfs (which may refuse O_DIRECT).
+    #[tokio::test]
+    async fn large_chunks_of_odd_sizes_round_trip() {
+        let shm = PathBuf::from("/dev/shm").join(format!("tessera-store-{:016x}", rand::random::<u64>()));
+        let roots = if Path::new("/dev/shm").is_dir() { vec![temp_root(), shm] } else { vec![temp_root()] };
+        for root in roots {
+            let store = ChunkStore::open(&root, "dn1").await.unwrap();
+            let id = Uuid::now_v7();
+            for (index, len) in
+                [DIRECT_IO_MIN_BYTES, DIRECT_IO_MIN_BYTES + 1, 4 * 1024 * 1024 - 7].into_iter().enumerate()
+            {
+                let data = Bytes::from((0..len).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
+                store.write(id, index as u32, data.clone(), len as u64, crc32c(&data)).await.unwrap();
+                let path = root.join("dn1").join(id.to_string()).join(format!("{index}.chk"));
+                assert_eq!(fs::metadata(&path).unwrap().len(), len as u64, "{}", root.display());
+                let (read, _) = store.read(id, index as u32).await.unwrap();
+                assert_eq!(read, data, "{}", root.display());
+            }
+            // Rewriting a chunk replaces it.
+            let data = Bytes::from(vec![1u8; DIRECT_IO_MIN_BYTES + 4096]);
+            store.write(id, 0, data.clone(), data.len() as u64, crc32c(&data)).await.unwrap();
+            assert_eq!(store.read(id, 0).await.unwrap().0, data);
+            let _ = fs::remove_dir_all(root);
+        }
     }
 
     /// Chunks written with a `.crc` sidecar (older versions, filesystems
