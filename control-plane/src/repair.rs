@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
@@ -24,6 +24,10 @@ use crate::events::Event;
 use crate::meta::tasks::{TaskKind, TaskState};
 use crate::meta::{ChunkKey, FileState, MetaState, NodeHealth};
 use crate::placement::NodeLoad;
+
+/// How often the leader scans the metadata for chunks below their
+/// replication factor (and retries failed copies).
+const REPAIR_TICK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairJob {
@@ -41,41 +45,85 @@ pub struct RepairJob {
     pub kind: TaskKind,
 }
 
-/// Chunks below their replication factor, fewest live replicas first.
-pub fn plan_repairs(
+/// How a chunk's replicas stand, by the health of the nodes holding them.
+struct ReplicaHealth<'a> {
+    meta: &'a MetaState,
+}
+
+impl ReplicaHealth<'_> {
+    fn health(&self, node: &str) -> Option<NodeHealth> {
+        self.meta.nodes.get(node).map(|n| n.health)
+    }
+    fn live(&self, node: &str) -> bool {
+        self.health(node).is_some_and(|h| h.holds_live_replicas())
+    }
+    fn serving(&self, node: &str) -> bool {
+        self.health(node) == Some(NodeHealth::Healthy)
+    }
+    /// Replicas that will stay: not on a draining node.
+    fn staying(&self, node: &str) -> bool {
+        matches!(self.health(node), Some(NodeHealth::Healthy | NodeHealth::Suspect))
+    }
+    /// Live replicas of a chunk that needs another copy (and has a source).
+    fn wants_copy(&self, replicas: &[String], replication: u32) -> Option<usize> {
+        let live = replicas.iter().filter(|n| self.live(n)).count();
+        let staying = replicas.iter().filter(|n| self.staying(n)).count();
+        (live > 0 && staying < replication as usize).then_some(live)
+    }
+}
+
+/// Every chunk below its replication factor and not being copied, fewest
+/// live replicas first: a scan of the whole metadata.
+pub fn chunks_wanting_repair(meta: &MetaState, busy_chunks: &HashSet<ChunkKey>) -> Vec<ChunkKey> {
+    let replicas = ReplicaHealth { meta };
+    let mut wanting: Vec<(usize, ChunkKey)> = Vec::new();
+    for file in meta.files.values().filter(|f| f.state == FileState::Committed) {
+        for (index, chunk) in &file.chunks {
+            let key = (file.id, *index);
+            if busy_chunks.contains(&key) {
+                continue;
+            }
+            if let Some(live) = replicas.wants_copy(&chunk.replicas, file.replication) {
+                wanting.push((live, key));
+            }
+        }
+    }
+    wanting.sort();
+    wanting.into_iter().map(|(_, key)| key).collect()
+}
+
+/// Copies for `candidates`, in their order: a healthy live replica as
+/// source, the least-utilised healthy node without the chunk as target, at
+/// most `per_node_limit` copies in flight per target. Candidates that no
+/// longer need a copy are skipped, so a list from an earlier scan is safe.
+pub fn plan_jobs(
     meta: &MetaState,
     healthy: &[NodeLoad],
+    candidates: &[ChunkKey],
     busy_chunks: &HashSet<ChunkKey>,
     busy_targets: &HashMap<String, usize>,
     per_node_limit: usize,
     max_jobs: usize,
 ) -> Vec<RepairJob> {
-    let health = |node: &str| meta.nodes.get(node).map(|n| n.health);
-    let live = |node: &str| health(node).is_some_and(|h| h.holds_live_replicas());
-    let serving = |node: &str| health(node) == Some(NodeHealth::Healthy);
-    // Replicas that will stay: not on a draining node.
-    let staying = |node: &str| matches!(health(node), Some(NodeHealth::Healthy | NodeHealth::Suspect));
-    let mut wanting: Vec<(usize, ChunkKey)> = Vec::new();
-    for file in meta.files.values().filter(|f| f.state == FileState::Committed) {
-        for (index, chunk) in &file.chunks {
-            let live_count = chunk.replicas.iter().filter(|n| live(n)).count();
-            let staying_count = chunk.replicas.iter().filter(|n| staying(n)).count();
-            let key = (file.id, *index);
-            if live_count > 0 && staying_count < file.replication as usize && !busy_chunks.contains(&key) {
-                wanting.push((live_count, key));
-            }
-        }
-    }
-    wanting.sort();
-
+    let replicas = ReplicaHealth { meta };
+    let health = |node: &str| replicas.health(node);
+    let live = |node: &str| replicas.live(node);
+    let serving = |node: &str| replicas.serving(node);
     let mut loads: Vec<NodeLoad> = healthy.to_vec();
     let mut in_flight = busy_targets.clone();
     let mut jobs = Vec::new();
-    for (live_count, (file_id, index)) in wanting {
-        if jobs.len() >= max_jobs {
+    for &(file_id, index) in candidates {
+        // Every target busy: the rest of a long list cannot get a copy now.
+        let slots_left = loads.iter().any(|l| in_flight.get(&l.node_id).copied().unwrap_or(0) < per_node_limit);
+        if jobs.len() >= max_jobs || !slots_left {
             break;
         }
-        let Some(chunk) = meta.files.get(&file_id).and_then(|f| f.chunks.get(&index)) else { continue };
+        if busy_chunks.contains(&(file_id, index)) {
+            continue;
+        }
+        let Some(file) = meta.files.get(&file_id).filter(|f| f.state == FileState::Committed) else { continue };
+        let Some(chunk) = file.chunks.get(&index) else { continue };
+        let Some(live_count) = replicas.wants_copy(&chunk.replicas, file.replication) else { continue };
         let Some(source) =
             chunk.replicas.iter().find(|n| serving(n)).or_else(|| chunk.replicas.iter().find(|n| live(n)))
         else {
@@ -134,13 +182,21 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
     // the next tick (a tick-paced planner capped healing at slots / tick,
     // 24 chunks a second whatever their size).
     let copy_done = Arc::new(tokio::sync::Notify::new());
+    // Chunks found wanting by the last scan of the metadata, in order. A
+    // scan visits every chunk of every file, so it runs once per tick; a
+    // finished copy fills its slot from this list (rescanning per copy made
+    // the leader's CPU the bound of healing: 3 ms per copied chunk).
+    let mut backlog: Vec<ChunkKey> = Vec::new();
+    let mut scanned_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(REPAIR_TICK) => {}
             _ = copy_done.notified() => {}
         }
         if !controller.is_leader() {
+            backlog.clear();
+            scanned_at = None;
             continue;
         }
         let jobs = {
@@ -152,8 +208,14 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
             );
             let healthy = controller.healthy_loads();
             let state = controller.state.read();
-            plan_repairs(&state.meta, &healthy, &busy_chunks, &busy.targets, per_node_limit, 256)
+            if scanned_at.is_none_or(|at| at.elapsed() >= REPAIR_TICK) {
+                backlog = chunks_wanting_repair(&state.meta, &busy_chunks);
+                scanned_at = Some(Instant::now());
+            }
+            plan_jobs(&state.meta, &healthy, &backlog, &busy_chunks, &busy.targets, per_node_limit, 256)
         };
+        let dispatched: HashSet<ChunkKey> = jobs.iter().map(|j| (j.file_id, j.index)).collect();
+        backlog.retain(|key| !dispatched.contains(key));
         for job in jobs {
             {
                 let mut busy = in_flight.lock().await;
@@ -290,6 +352,19 @@ mod tests {
     use crate::meta::{ChunkRecord, FileRecord, NodeRecord};
     use std::collections::BTreeMap;
 
+    /// A scan and a plan from it, as the worker does on a tick.
+    fn plan_repairs(
+        meta: &MetaState,
+        healthy: &[NodeLoad],
+        busy_chunks: &HashSet<ChunkKey>,
+        busy_targets: &HashMap<String, usize>,
+        per_node_limit: usize,
+        max_jobs: usize,
+    ) -> Vec<RepairJob> {
+        let wanting = chunks_wanting_repair(meta, busy_chunks);
+        plan_jobs(meta, healthy, &wanting, busy_chunks, busy_targets, per_node_limit, max_jobs)
+    }
+
     fn node(id: &str, health: NodeHealth) -> NodeRecord {
         NodeRecord {
             node_id: id.into(),
@@ -398,6 +473,27 @@ mod tests {
         assert!(
             plan_repairs(&meta, &[load("a", 0), load("b", 995)], &HashSet::new(), &HashMap::new(), 2, 10).is_empty()
         );
+    }
+
+    #[test]
+    fn a_list_from_an_earlier_scan_skips_chunks_repaired_since() {
+        use NodeHealth::*;
+        let mut meta = state_with(
+            vec![vec!["a", "b", "d"], vec!["a", "b", "d"]],
+            &[("a", Healthy), ("b", Healthy), ("c", Healthy), ("d", Dead)],
+        );
+        let healthy = vec![load("a", 0), load("b", 0), load("c", 0)];
+        let backlog = chunks_wanting_repair(&meta, &HashSet::new());
+        assert_eq!(backlog.len(), 2);
+        // Chunk 0 got its copy meanwhile; chunk 1 is being copied by someone else.
+        let file = backlog[0].0;
+        meta.apply(&Event::ReplicaAdded { file_id: file, index: 0, node_id: "c".into(), replaces: Some("d".into()) })
+            .unwrap();
+        let busy: HashSet<ChunkKey> = [(file, 1)].into_iter().collect();
+        assert!(plan_jobs(&meta, &healthy, &backlog, &busy, &HashMap::new(), 4, 10).is_empty());
+        let jobs = plan_jobs(&meta, &healthy, &backlog, &HashSet::new(), &HashMap::new(), 4, 10);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].index, jobs[0].target.as_str()), (1, "c"));
     }
 
     #[test]
