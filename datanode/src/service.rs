@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tessera_proto::control_client::ChannelPool;
 use tessera_proto::limits::{MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES, STREAM_PIECE_BYTES};
 use tessera_proto::pb;
@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::chunk_store::{layout, ChunkStore};
+use crate::chunk_store::{layout, ChunkBuffer, ChunkStore};
 use crate::error::StoreError;
 
 pub struct StorageApi {
@@ -55,7 +55,7 @@ impl StorageApi {
 async fn receive_chunk<S, M>(
     mut stream: S,
     kind: impl Fn(M) -> Option<ChunkPiece>,
-) -> Result<(pb::ChunkHeader, Bytes), Status>
+) -> Result<(pb::ChunkHeader, ChunkBuffer), Status>
 where
     S: tokio_stream::Stream<Item = Result<M, Status>> + Unpin,
 {
@@ -70,7 +70,8 @@ where
     if header.size > MAX_CHUNK_SIZE {
         return Err(Status::invalid_argument(format!("chunk of {} bytes exceeds {MAX_CHUNK_SIZE}", header.size)));
     }
-    let mut data = BytesMut::with_capacity(header.size as usize);
+    // Received straight into the buffer the store writes from.
+    let mut data = ChunkBuffer::with_capacity(header.size as usize);
     while let Some(message) = stream.next().await {
         match kind(message?) {
             Some(ChunkPiece::Data(piece)) => {
@@ -82,7 +83,7 @@ where
             _ => return Err(Status::invalid_argument("a second header in one chunk stream")),
         }
     }
-    Ok((header, data.freeze()))
+    Ok((header, data))
 }
 
 pub enum ChunkPiece {

@@ -71,10 +71,60 @@ const DIRECT_IO_MIN_BYTES: usize = 1024 * 1024;
 /// multiples of this (the largest logical block size in common use).
 const DIRECT_IO_ALIGN: usize = 4096;
 
+/// A chunk's bytes as they arrive, laid out so that `O_DIRECT` writes them
+/// without another copy: the first byte is block-aligned and there is room
+/// for the zero padding up to a whole block.
+pub struct ChunkBuffer {
+    bytes: Vec<u8>,
+    /// Where the chunk starts in `bytes` (the alignment offset).
+    start: usize,
+}
+
+impl ChunkBuffer {
+    pub fn with_capacity(size: usize) -> Self {
+        let mut bytes: Vec<u8> = Vec::with_capacity(size + 2 * DIRECT_IO_ALIGN);
+        let start = bytes.as_ptr().align_offset(DIRECT_IO_ALIGN);
+        let start = if start < DIRECT_IO_ALIGN { start } else { 0 };
+        bytes.resize(start, 0);
+        Self { bytes, start }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    pub fn extend_from_slice(&mut self, piece: &[u8]) {
+        self.bytes.extend_from_slice(piece);
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    /// The chunk zero-padded to whole blocks, or `None` if its start is no
+    /// longer aligned (a buffer that outgrew its capacity moved).
+    fn padded_to_blocks(&mut self) -> Option<&[u8]> {
+        let padded = self.len().div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
+        if self.as_slice().as_ptr().align_offset(DIRECT_IO_ALIGN) != 0 {
+            return None;
+        }
+        self.bytes.resize(self.start + padded, 0);
+        Some(&self.bytes[self.start..])
+    }
+}
+
+impl From<&[u8]> for ChunkBuffer {
+    fn from(data: &[u8]) -> Self {
+        let mut buffer = Self::with_capacity(data.len());
+        buffer.extend_from_slice(data);
+        buffer
+    }
+}
+
 /// Creates `path` holding `data`, not yet synced. Large chunks bypass the
 /// page cache while the filesystem allows it (tmpfs and some others refuse
 /// `O_DIRECT`; `direct_io` is cleared on the first refusal).
-fn create_chunk_file(path: &Path, data: &[u8], direct_io: &AtomicBool) -> std::io::Result<File> {
+fn create_chunk_file(path: &Path, data: &mut ChunkBuffer, direct_io: &AtomicBool) -> std::io::Result<File> {
     if data.len() >= DIRECT_IO_MIN_BYTES && direct_io.load(Ordering::Relaxed) {
         match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(path) {
             Ok(file) => {
@@ -94,22 +144,24 @@ fn create_chunk_file(path: &Path, data: &[u8], direct_io: &AtomicBool) -> std::i
         }
     }
     let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(data)?;
+    file.write_all(data.as_slice())?;
     Ok(file)
 }
 
-/// Writes `data` through an aligned, zero-padded copy, then cuts the
-/// padding off (the copy costs a fraction of the page-cache path).
-fn write_direct(mut file: &File, data: &[u8]) -> std::io::Result<()> {
-    let padded = data.len().div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
-    let mut buffer = vec![0u8; padded + DIRECT_IO_ALIGN];
-    let offset = buffer.as_ptr().align_offset(DIRECT_IO_ALIGN);
-    let aligned = buffer
-        .get_mut(offset..offset + padded)
-        .ok_or_else(|| std::io::Error::other("cannot align a buffer for O_DIRECT"))?;
-    aligned[..data.len()].copy_from_slice(data);
-    file.write_all(aligned)?;
-    file.set_len(data.len() as u64)
+/// Writes whole blocks (the buffer's zero padding included), then cuts
+/// the padding off.
+fn write_direct(mut file: &File, data: &mut ChunkBuffer) -> std::io::Result<()> {
+    let len = data.len();
+    match data.padded_to_blocks() {
+        Some(blocks) => file.write_all(blocks)?,
+        // Not aligned: once more through an aligned copy.
+        None => file.write_all(
+            ChunkBuffer::from(data.as_slice())
+                .padded_to_blocks()
+                .ok_or_else(|| std::io::Error::other("cannot align a buffer for O_DIRECT"))?,
+        )?,
+    }
+    file.set_len(len as u64)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -165,13 +217,20 @@ impl ChunkStore {
 
     /// Stores a chunk durably after checking it against the announced size
     /// and CRC32C. Rewriting an existing chunk replaces it atomically.
-    pub async fn write(&self, file_id: Uuid, index: u32, data: Bytes, size: u64, crc: u32) -> Result<(), StoreError> {
+    pub async fn write(
+        &self,
+        file_id: Uuid,
+        index: u32,
+        mut data: ChunkBuffer,
+        size: u64,
+        crc: u32,
+    ) -> Result<(), StoreError> {
         if data.len() as u64 != size {
             return Err(StoreError::Mismatch(format!("announced {size} bytes, received {}", data.len())));
         }
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let actual = crc32c(&data);
+            let actual = crc32c(data.as_slice());
             if actual != crc {
                 return Err(StoreError::Mismatch(format!("announced crc32c {crc:08x}, received {actual:08x}")));
             }
@@ -186,7 +245,7 @@ impl ChunkStore {
             let crc_tmp = temp_name(&crc_path);
             let checksum = encode_sidecar(crc, size);
             let result = (|| {
-                let file = create_chunk_file(&chunk_tmp, &data, &store.inner.direct_io)?;
+                let file = create_chunk_file(&chunk_tmp, &mut data, &store.inner.direct_io)?;
                 let in_xattr = match xattr::set(&file, checksum.as_bytes()) {
                     Ok(()) => true,
                     Err(e) if xattr::unsupported(&e) => false,
@@ -333,7 +392,7 @@ mod tests {
         let store = ChunkStore::open(&root, "dn1").await.unwrap();
         let id = Uuid::now_v7();
         let data = Bytes::from(vec![7u8; 1000]);
-        store.write(id, 0, data.clone(), 1000, crc32c(&data)).await.unwrap();
+        store.write(id, 0, ChunkBuffer::from(&data[..]), 1000, crc32c(&data)).await.unwrap();
         assert_eq!(store.chunk_count(), 1);
         let (read, crc) = store.read(id, 0).await.unwrap();
         assert_eq!(read, data);
@@ -341,8 +400,14 @@ mod tests {
         assert!(root.join("dn1").join(id.to_string()).join("0.chk").exists());
 
         // Wrong checksum or size: refused, nothing left behind.
-        assert!(matches!(store.write(id, 1, data.clone(), 1000, 1).await, Err(StoreError::Mismatch(_))));
-        assert!(matches!(store.write(id, 1, data.clone(), 999, crc32c(&data)).await, Err(StoreError::Mismatch(_))));
+        assert!(matches!(
+            store.write(id, 1, ChunkBuffer::from(&data[..]), 1000, 1).await,
+            Err(StoreError::Mismatch(_))
+        ));
+        assert!(matches!(
+            store.write(id, 1, ChunkBuffer::from(&data[..]), 999, crc32c(&data)).await,
+            Err(StoreError::Mismatch(_))
+        ));
         assert!(!root.join("dn1").join(id.to_string()).join("1.chk").exists());
         let left: Vec<String> = fs::read_dir(root.join("dn1").join(id.to_string()))
             .unwrap()
@@ -369,6 +434,19 @@ mod tests {
         let _ = fs::remove_dir_all(root);
     }
 
+    #[test]
+    fn a_received_chunk_is_written_from_its_own_aligned_buffer() {
+        let mut buffer = ChunkBuffer::with_capacity(3 * DIRECT_IO_ALIGN + 5);
+        buffer.extend_from_slice(&[1u8; DIRECT_IO_ALIGN]);
+        buffer.extend_from_slice(&[2u8; 2 * DIRECT_IO_ALIGN + 5]);
+        let first_byte = buffer.as_slice().as_ptr();
+        let blocks = buffer.padded_to_blocks().expect("aligned");
+        assert_eq!(blocks.as_ptr(), first_byte, "written in place, not copied");
+        assert_eq!(blocks.len(), 4 * DIRECT_IO_ALIGN);
+        assert_eq!(blocks[3 * DIRECT_IO_ALIGN + 4], 2);
+        assert!(blocks[3 * DIRECT_IO_ALIGN + 5..].iter().all(|&b| b == 0), "zero padding");
+    }
+
     /// Large chunks of any length (not a multiple of the O_DIRECT block)
     /// come back byte for byte, with their exact size, in the data
     /// directory and on a tmpfs (which may refuse O_DIRECT).
@@ -383,7 +461,7 @@ mod tests {
                 [DIRECT_IO_MIN_BYTES, DIRECT_IO_MIN_BYTES + 1, 4 * 1024 * 1024 - 7].into_iter().enumerate()
             {
                 let data = Bytes::from((0..len).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
-                store.write(id, index as u32, data.clone(), len as u64, crc32c(&data)).await.unwrap();
+                store.write(id, index as u32, ChunkBuffer::from(&data[..]), len as u64, crc32c(&data)).await.unwrap();
                 let path = root.join("dn1").join(id.to_string()).join(format!("{index}.chk"));
                 assert_eq!(fs::metadata(&path).unwrap().len(), len as u64, "{}", root.display());
                 let (read, _) = store.read(id, index as u32).await.unwrap();
@@ -391,7 +469,7 @@ mod tests {
             }
             // Rewriting a chunk replaces it.
             let data = Bytes::from(vec![1u8; DIRECT_IO_MIN_BYTES + 4096]);
-            store.write(id, 0, data.clone(), data.len() as u64, crc32c(&data)).await.unwrap();
+            store.write(id, 0, ChunkBuffer::from(&data[..]), data.len() as u64, crc32c(&data)).await.unwrap();
             assert_eq!(store.read(id, 0).await.unwrap().0, data);
             let _ = fs::remove_dir_all(root);
         }
