@@ -74,8 +74,13 @@ pub struct Config {
     #[arg(long, env = "TESSERA_ELECTION_TIMEOUT_MAX_MS", default_value_t = 400)]
     pub election_timeout_max_ms: u64,
 
-    /// Most replica copies (repair, rebalance, drain) in flight per target node.
-    #[arg(long, env = "TESSERA_REPAIR_COPIES_PER_NODE", default_value_t = 4)]
+    /// Most replica copies (repair, rebalance, drain) in flight per target
+    /// node. A copy spends most of its time waiting (two log entries, a
+    /// cold read on the source, an fsync on the target), so healing gains
+    /// from many at once (measured: 4 → 108 MB/s, 16 → 140 MB/s); the data
+    /// node itself takes at most 16 writes at a time. Lower it to leave
+    /// more of slow disks to clients while a node heals.
+    #[arg(long, env = "TESSERA_REPAIR_COPIES_PER_NODE", default_value_t = 16)]
     pub repair_copies_per_node: usize,
 
     /// Rebalance on its own when the utilisation of the fullest and the

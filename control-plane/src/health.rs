@@ -138,7 +138,9 @@ pub async fn run_health_sweep(controller: std::sync::Arc<Controller>, shutdown: 
         // A decommissioning node holding no replica any more is done.
         let drained: Vec<String> = {
             let state = controller.state.read();
-            let replicas = state.meta.replicas_per_node();
+            // Counting replicas visits every chunk: only while a node drains.
+            let draining = state.meta.nodes.values().any(|n| n.health == NodeHealth::Decommissioning);
+            let replicas = if draining { state.meta.replicas_per_node() } else { Default::default() };
             state
                 .meta
                 .nodes

@@ -245,8 +245,10 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
 }
 
 /// One copy as a logged task: started, copied and verified by the target,
-/// replica committed, finished. Returns whether the copy landed.
-pub async fn copy_replica(controller: &Controller, job: RepairJob) -> bool {
+/// replica committed, finished. Returns whether the copy landed, as soon
+/// as the new replica is in the log; the task's end is recorded after
+/// that, without holding up the next copy.
+pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob) -> bool {
     let kind = job.kind;
     let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
     let started = Event::TaskStarted {
@@ -306,10 +308,15 @@ pub async fn copy_replica(controller: &Controller, job: RepairJob) -> bool {
         }
     };
     let finished = Event::TaskFinished { task_id, ok, error, at_ms: tessera_proto::now_ms() };
-    if let Err(e) = controller.propose(finished).await {
-        tracing::debug!(error = %e, "could not record the end of a copy task");
-    }
-    in_flight().remove(&copy_key);
+    let controller = controller.clone();
+    tokio::spawn(async move {
+        if let Err(e) = controller.propose(finished).await {
+            tracing::debug!(error = %e, "could not record the end of a copy task");
+        }
+        // Still "in flight" until its end is logged: a running task that
+        // is not in flight counts as orphaned.
+        controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&copy_key);
+    });
     ok
 }
 

@@ -1,6 +1,6 @@
 //! Read side of the metadata: listings, replication statistics and usage.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
@@ -85,8 +85,10 @@ impl MetaState {
     }
 
     /// Replicas held per node (committed and uploading files alike: both use disk).
-    pub fn replicas_per_node(&self) -> HashMap<&str, u64> {
-        let mut counts: HashMap<&str, u64> = HashMap::new();
+    pub fn replicas_per_node(&self) -> BTreeMap<&str, u64> {
+        // A B-tree over a handful of node ids: a few short compares per
+        // replica instead of a SipHash (this runs over every replica).
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for file in self.files.values() {
             for chunk in file.chunks.values() {
                 for node in &chunk.replicas {
