@@ -1,12 +1,13 @@
 //! Who is calling: every `/api/*` and `/admin/*` handler (but login and the
-//! OpenAPI document) takes a [`CurrentUser`] or an [`AdminUser`], so a
-//! route cannot forget to check.
+//! OpenAPI document) takes a [`CurrentUser`], an [`AdminUser`] or (the file
+//! routes) [`Credentials`], so a route cannot forget to check.
 //!
 //! A request is authenticated by a bearer token (`Authorization: Bearer
 //! tsr_...`, for scripts) or the `tessera_session` cookie (HTTP-only,
 //! SameSite=Strict, for the dashboards). The gateway hashes the token and
-//! asks the controller leader whose it is on every request, so a revoked
-//! token stops working at once, on every gateway.
+//! asks the controller leader whose it is on every request (in a call of
+//! its own, or inside the file operation's first call), so a revoked token
+//! stops working at once, on every gateway.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -39,6 +40,17 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// The user the controller found for the token with hash `token_hash`.
+    pub fn from_info(user: pb::UserInfo, token_hash: String) -> Self {
+        CurrentUser {
+            username: user.username,
+            role: user.role,
+            quota_bytes: user.quota_bytes,
+            used_bytes: user.used_bytes,
+            token_hash,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == "admin"
     }
@@ -107,19 +119,6 @@ async fn authenticate_hash(app: &AppState, hash: String) -> Result<CurrentUser, 
         .await
         .map_err(token_call_error)?;
     Ok(CurrentUser::from_info(user, hash))
-}
-
-impl CurrentUser {
-    /// The user the controller found for the token with hash `token_hash`.
-    pub fn from_info(user: pb::UserInfo, token_hash: String) -> Self {
-        CurrentUser {
-            username: user.username,
-            role: user.role,
-            quota_bytes: user.quota_bytes,
-            used_bytes: user.used_bytes,
-            token_hash,
-        }
-    }
 }
 
 /// A request's token, well-formed but not yet looked up. The file routes

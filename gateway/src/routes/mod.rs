@@ -2,7 +2,7 @@
 //!
 //! Open without signing in: `/healthz`, `/readyz`, `/api/auth/login`,
 //! `/api/openapi.json` and the dashboards' files. Every other handler takes
-//! a `CurrentUser` or an `AdminUser` (see [`crate::auth`]).
+//! a `CurrentUser`, an `AdminUser` or `Credentials` (see [`crate::auth`]).
 
 pub mod account;
 pub mod admin;
