@@ -266,11 +266,6 @@ pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob) -> bool 
     let copy_key = (job.file_id, job.index, job.target.clone());
     let in_flight = || controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
     in_flight().insert(copy_key.clone());
-    if let Err(e) = controller.propose(started).await {
-        in_flight().remove(&copy_key);
-        tracing::debug!(error = %e, "could not start a copy task");
-        return false;
-    }
     let mut client = StorageServiceClient::new(controller.datanode_channels.channel(&job.target_addr));
     let request = pb::ReplicateChunkRequest {
         file_id: job.file_id.to_string(),
@@ -279,7 +274,18 @@ pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob) -> bool 
         crc32c: job.crc32c,
         size: job.size,
     };
-    let outcome = match client.replicate_chunk(request).await {
+    // The task is logged while the target copies (not before): a copy
+    // waits for one log entry less. The replica is only recorded once
+    // both are done.
+    let (logged, copied) = tokio::join!(controller.propose(started), client.replicate_chunk(request));
+    if let Err(e) = logged {
+        // Not the leader any more, say: what the target stored is garbage
+        // its next inventory reports.
+        in_flight().remove(&copy_key);
+        tracing::debug!(error = %e, "could not start a copy task");
+        return false;
+    }
+    let outcome = match copied {
         Ok(reply) if reply.get_ref().crc32c == job.crc32c && reply.get_ref().size == job.size => controller
             .propose(Event::ReplicaAdded {
                 file_id: job.file_id,
