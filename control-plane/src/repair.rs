@@ -1,11 +1,13 @@
 //! Re-replication: the leader restores every chunk to its replication
 //! factor after nodes die or replicas are dropped.
 //!
-//! [`plan_repairs`] is pure: chunks with the fewest live replicas first, a
-//! healthy live replica as source, the least-utilised healthy node that does
-//! not hold the chunk as target, at most `per_node_limit` copies in flight
-//! per target. [`run_repair_worker`] carries the plan out: each copy is a
-//! logged task; the target pulls the chunk from the source
+//! Planning is pure: [`chunks_wanting_repair`] scans the metadata for
+//! chunks below their factor (fewest live replicas first); [`plan_jobs`]
+//! gives each a healthy live replica as source and the least-utilised
+//! healthy node that does not hold the chunk as target, at most
+//! `per_node_limit` copies in flight per target. [`run_repair_worker`]
+//! scans once per tick and carries the plan out: each copy is a logged
+//! task; the target pulls the chunk from the source
 //! (`StorageService.ReplicateChunk`), verifies its CRC32C, and only then is
 //! the new replica committed to the log.
 
