@@ -138,16 +138,20 @@ pub async fn run_health_sweep(controller: std::sync::Arc<Controller>, shutdown: 
         // A decommissioning node holding no replica any more is done.
         let drained: Vec<String> = {
             let state = controller.state.read();
-            // Counting replicas visits every chunk: only while a node drains.
-            let draining = state.meta.nodes.values().any(|n| n.health == NodeHealth::Decommissioning);
-            let replicas = if draining { state.meta.replicas_per_node() } else { Default::default() };
-            state
+            let draining: Vec<&str> = state
                 .meta
                 .nodes
                 .values()
-                .filter(|n| n.health == NodeHealth::Decommissioning && !replicas.contains_key(n.node_id.as_str()))
-                .map(|n| n.node_id.clone())
-                .collect()
+                .filter(|n| n.health == NodeHealth::Decommissioning)
+                .map(|n| n.node_id.as_str())
+                .collect();
+            // Counting replicas visits every chunk: only while a node drains.
+            if draining.is_empty() {
+                Vec::new()
+            } else {
+                let replicas = state.meta.replicas_per_node();
+                draining.into_iter().filter(|n| !replicas.contains_key(n)).map(String::from).collect()
+            }
         };
         for node_id in drained {
             tracing::info!(node = %node_id, "data node drained: removed");

@@ -13,6 +13,7 @@ use crate::accounts::{authenticated, NewToken};
 use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
 use crate::meta::accounts::{Role, TokenKind};
+use crate::meta::MetaState;
 use crate::nodes::Registration;
 use crate::uploads::{PlanRequest, WrittenFile};
 
@@ -28,23 +29,28 @@ impl MasterApi {
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
-fn both_owner_and_token() -> Status {
-    Status::invalid_argument("send either owner or token_hash, not both")
+/// Whom a user-scoped call acts for, in `meta`: with `token_hash` (the
+/// gateway's way) the token is authenticated here, in the same call, and
+/// its user is the owner; without it, `owner` as sent (internal tools).
+fn acting_owner(meta: &MetaState, token_hash: &str, owner: String) -> Result<(String, Option<pb::UserInfo>), Status> {
+    if token_hash.is_empty() {
+        return Ok((owner, None));
+    }
+    if !owner.is_empty() {
+        return Err(Status::invalid_argument("send either owner or token_hash, not both"));
+    }
+    let (user, usage) = authenticated(meta, token_hash)?;
+    Ok((user.username.clone(), Some(user_info(&user, usage))))
 }
 
 impl MasterApi {
-    /// Whom a user-scoped call acts for: with `token_hash` (the gateway's
-    /// way) the token is authenticated here, in the same call, and its user
-    /// is the owner; without it, `owner` as sent (internal tools).
-    fn acting_owner(&self, token_hash: &str, owner: String) -> Result<(String, Option<pb::UserInfo>), Status> {
-        if token_hash.is_empty() {
-            return Ok((owner, None));
+    /// [`acting_owner`] on the leader's applied state.
+    fn caller(&self, token_hash: &str, owner: String) -> Result<(String, Option<pb::UserInfo>), Status> {
+        if !token_hash.is_empty() {
+            // Only the leader's state is current enough to authenticate.
+            self.controller.ensure_leader()?;
         }
-        if !owner.is_empty() {
-            return Err(both_owner_and_token());
-        }
-        let (user, usage) = self.controller.authenticate(token_hash)?;
-        Ok((user.username.clone(), Some(user_info(&user, usage))))
+        acting_owner(&self.controller.state.read().meta, token_hash, owner)
     }
 }
 
@@ -120,7 +126,7 @@ impl MasterService for MasterApi {
     ) -> RpcResult<pb::GetUploadPlanResponse> {
         let request_id = request_id(&request);
         let req = request.into_inner();
-        let (owner, caller) = self.acting_owner(&req.token_hash, req.owner)?;
+        let (owner, caller) = self.caller(&req.token_hash, req.owner)?;
         let existing = if req.file_id.is_empty() { None } else { Some(file_id(&req.file_id)?) };
         let plan = self
             .controller
@@ -177,7 +183,7 @@ impl MasterService for MasterApi {
     async fn create_file(&self, request: Request<pb::CreateFileRequest>) -> RpcResult<pb::CommitFileResponse> {
         let request_id = request_id(&request);
         let req = request.into_inner();
-        let (owner, _) = self.acting_owner(&req.token_hash, req.owner)?;
+        let (owner, _) = self.caller(&req.token_hash, req.owner)?;
         let written = WrittenFile {
             file_id: file_id(&req.file_id)?,
             name: req.name,
@@ -202,17 +208,10 @@ impl MasterService for MasterApi {
 
     async fn get_file_metadata(&self, request: Request<pb::GetFileMetadataRequest>) -> RpcResult<pb::FileMetadata> {
         let req = request.into_inner();
-        if !req.token_hash.is_empty() && !req.owner.is_empty() {
-            return Err(both_owner_and_token());
-        }
         self.controller.read_current().await?;
         let state = self.controller.state.read();
         // The caller first: a bad token is "unauthenticated" whatever the id.
-        let owner = if req.token_hash.is_empty() {
-            req.owner
-        } else {
-            authenticated(&state.meta, &req.token_hash).map_err(ControllerError::into_status)?.0.username
-        };
+        let (owner, _) = acting_owner(&state.meta, &req.token_hash, req.owner)?;
         let id = file_id_for_lookup(&req.file_id)?;
         let file = state
             .meta

@@ -50,14 +50,10 @@ struct Upload {
     placements: HashMap<u32, Vec<pb::NodeAddr>>,
 }
 
+/// A plan call; one that carries the caller's token reports a bad token
+/// as every route does.
 async fn plan(app: &AppState, request: pb::GetUploadPlanRequest) -> Result<pb::GetUploadPlanResponse, ApiError> {
-    Ok(app
-        .control
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get_upload_plan(request).await }
-        })
-        .await?)
+    app.control.call_with(request, |mut c, r| async move { c.get_upload_plan(r).await }).await.map_err(token_call_error)
 }
 
 /// Uploads `body` as a file of the caller named `name`; returns the
@@ -83,22 +79,19 @@ where
     // Created before the body is read: a cluster that cannot take the file
     // (503), a caller without a valid token (401) or without the quota for
     // size_hint (413) learn so without sending it.
-    let first = app
-        .control
-        .call_with(
-            pb::GetUploadPlanRequest {
-                name: name.to_string(),
-                size_hint: size_hint.unwrap_or(0),
-                first_chunk: 0,
-                chunk_count: PLAN_BATCH,
-                defer_create: size_hint.is_some(),
-                token_hash: caller.token_hash.clone(),
-                ..Default::default()
-            },
-            |mut c, r| async move { c.get_upload_plan(r).await },
-        )
-        .await
-        .map_err(token_call_error)?;
+    let first = plan(
+        app,
+        pb::GetUploadPlanRequest {
+            name: name.to_string(),
+            size_hint: size_hint.unwrap_or(0),
+            first_chunk: 0,
+            chunk_count: PLAN_BATCH,
+            defer_create: size_hint.is_some(),
+            token_hash: caller.token_hash.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
     let owner = CurrentUser::from_info(
         first.caller.ok_or_else(|| ApiError::Internal("the controller's plan names no caller".into()))?,
         caller.token_hash.clone(),
