@@ -147,7 +147,7 @@ class Cluster:
         self.data = data
         env = dict(os.environ, TESSERA_HTTP_PORT=str(self.port), TESSERA_PORT_BASE=str(self.base),
                    TESSERA_DATA_DIR=data, TESSERA_HEARTBEAT_INTERVAL_MS="500", TESSERA_DEAD_AFTER_MS="3000",
-                   TESSERA_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG="warn")
+                   TESSERA_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "warn"))
         # Kept for restarts: a controller restarted with other settings (say
         # the default 15 s until a silent node is dead) skews later figures.
         self.env = env
@@ -253,33 +253,40 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] * 1000 if values else 0.0
 
 
-def curl_requests(cluster, count, clients, make, method="POST"):
-    """Runs `count` requests with `clients` parallel connections from one curl
-    process (a native load generator: a Python client runs out of CPU first
-    on two cores); `make(i)` gives (path, file to upload or None). Returns
-    (per second, latencies in seconds)."""
-    uploads = False
-    with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as config:
+BENCH_TOOL = os.path.join(ROOT, "target", "release", "tessera-bench")
+
+
+def http_requests(cluster, count, clients, path, method="POST", body=None):
+    """Runs `count` requests with `clients` keep-alive connections from the
+    native load generator (`tessera-bench http`; curl used 0.13-0.16 ms of
+    CPU per request, a Python client far more, on the two cores the cluster
+    needs); request i goes to `path(i)`, a POST sends the file `body` (or
+    nothing). Returns (per second, latencies in seconds, the generator's
+    CPU seconds)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".paths", delete=False) as paths:
         for i in range(count):
-            path, upload = make(i)
-            config.write(f'url = "http://127.0.0.1:{cluster.port}{path}"\noutput = "/dev/null"\n')
-            if upload is not None:
-                config.write(f'upload-file = "{upload}"\n')
-                uploads = True
-    headers = ["-H", f"Authorization: Bearer {cluster.token}", "-H", "Content-Type: application/octet-stream"]
-    body = ["--data-binary", ""] if method == "POST" and not uploads else []
-    start = time.perf_counter()
-    out = subprocess.run(["curl", "-sS", "-Z", "--parallel-immediate", "--parallel-max", str(clients),
-                          "-X", method, *headers, *body, "-w", "%{http_code} %{time_total}\n", "-K", config.name],
-                         capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    os.unlink(config.name)
-    lines = [line.split() for line in out.stdout.splitlines() if line.strip()]
-    failed = [code for code, _ in lines if not code.startswith("2")]
-    if out.returncode != 0 or failed or len(lines) != count:
-        raise SystemExit(f"curl: {len(lines)} of {count} answered, {len(failed)} failed "
-                         f"(e.g. {failed[:3]}), exit {out.returncode}: {out.stderr[-300:]}")
-    return count / elapsed, [float(t) for _, t in lines]
+            paths.write(path(i) + "\n")
+    cmd = [BENCH_TOOL, "http", "--base", f"http://127.0.0.1:{cluster.port}", "--token", cluster.token,
+           "--clients", str(clients), "--count", str(count), "--method", method, "--paths", paths.name]
+    if body is not None:
+        cmd += ["--body", body]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    os.unlink(paths.name)
+    if out.returncode != 0:
+        raise SystemExit(f"tessera-bench http: exit {out.returncode}: {out.stderr[-300:]}")
+    report = json.loads(out.stdout)
+    if report["failed"] or report["requests"] != count:
+        raise SystemExit(f"tessera-bench http: {report['requests']} of {count} answered, {report['failed']} failed "
+                         f"(e.g. {report['failures'][:3]})")
+    return count / report["elapsed_s"], report["latencies_s"], report["cpu_s"]
+
+
+def tls_limits(work):
+    """One mutual-TLS stream over loopback with the cluster's certificates
+    and rustls settings, the same in plaintext, and SHA-256 on one core."""
+    out = subprocess.run([BENCH_TOOL, "tls", "--scratch", os.path.join(work, "tls-probe")],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def main():
@@ -299,6 +306,19 @@ def main():
         r["fsync_write_mb_s"] = fsync_write(raw, big)
         r["page_cache_read_mb_s"] = page_cache_read(raw)
         r["loopback_mb_s"] = loopback(big)
+        tls = tls_limits(work)
+        r["tls_loopback_mb_s"], r["tls_cpu_s_per_gib"] = tls["tls_mb_s"], tls["tls_cpu_s_per_gib"]
+        r["tcp_cpu_s_per_gib"], r["sha256_s_per_gib"] = tls["tcp_cpu_s_per_gib"], tls["sha256_s_per_gib"]
+        # What the machine's cores could move if Tessera's own code cost
+        # nothing: the CPU each GiB needs on its way (both ends of each hop),
+        # spread over every core. Download: a page-cache read, one mutual-TLS
+        # hop (data node to gateway), one plain HTTP hop (gateway to client).
+        # Upload at RF 3: one HTTP hop, three TLS hops, the SHA-256 file checksum.
+        cores = os.cpu_count() or 1
+        r["download_ceiling_mb_s"] = cores * 1024 / (1024 / r["page_cache_read_mb_s"] + r["tls_cpu_s_per_gib"]
+                                                     + r["tcp_cpu_s_per_gib"])
+        r["upload_ceiling_mb_s"] = cores * 1024 / (r["tcp_cpu_s_per_gib"] + 3 * r["tls_cpu_s_per_gib"]
+                                                   + r["sha256_s_per_gib"])
         os.remove(raw)
         r["fsync_small_files_s"] = fsync_small_files(os.path.join(work, "small-files"), small_files * 3)
 
@@ -327,17 +347,17 @@ def main():
             payload = os.path.join(work, "small.bin")
             with open(payload, "wb") as f:
                 f.write(os.urandom(64 * 1024))
-            rate, lat = curl_requests(cluster, small_files, 16, lambda i: (f"/api/files?name=small-{i}.bin", payload))
+            rate, lat, _ = http_requests(cluster, small_files, 16, lambda i: f"/api/files?name=small-{i}.bin", body=payload)
             r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
             # Each file is three durable replica files.
             r["small_upload_ratio"] = rate / (r["fsync_small_files_s"] / 3)
             listing = cluster.json("/api/files?limit=1000&q=small-")
             ids = [f["id"] for f in listing["files"]]
-            rate, lat = curl_requests(cluster, small_files, 16,
-                                      lambda i: (f"/api/files/{ids[i % len(ids)]}/content", None), method="GET")
+            rate, lat, _ = http_requests(cluster, small_files, 16, lambda i: f"/api/files/{ids[i % len(ids)]}/content",
+                                         method="GET")
             r["small_download_files_s"], r["small_download_p50_ms"], r["small_download_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
 
-            rate, lat = curl_requests(cluster, meta_files, 32, lambda i: (f"/api/files?name=empty-{i}", None))
+            rate, lat, _ = http_requests(cluster, meta_files, 32, lambda i: f"/api/files?name=empty-{i}")
             r["meta_commits_s"], r["meta_p50_ms"], r["meta_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
 
             times = []
@@ -378,7 +398,8 @@ def main():
 
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({k: round(v, 3) for k, v in r.items()}, f, indent=2, sort_keys=True)
-    limits = {"upload_mb_s": "fsync_write_mb_s / 3", "download_mb_s": "loopback_mb_s",
+    limits = {"upload_mb_s": "fsync_write_mb_s / 3, upload_ceiling_mb_s",
+              "download_mb_s": "loopback_mb_s, download_ceiling_mb_s",
               "small_upload_files_s": "fsync_small_files_s / 3"}
     print(f"{'figure':<26} {'value':>12}")
     for k in sorted(r):

@@ -23,6 +23,10 @@ pub enum MetaError {
     Invalid(String),
     #[error("only {healthy} healthy data nodes, but the replication factor is {replication}")]
     NotEnoughNodes { healthy: usize, replication: usize },
+    #[error(
+        "only {fitting} of {healthy} healthy data nodes have room for a chunk of {chunk_bytes} bytes, but the replication factor is {replication}"
+    )]
+    NoRoom { fitting: usize, healthy: usize, chunk_bytes: u64, replication: usize },
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("no such user: {0}")]
@@ -59,7 +63,7 @@ impl ControllerError {
                     MetaError::FileExists(_) => Status::already_exists(msg),
                     MetaError::NotUploading { .. } | MetaError::IncompleteUpload { .. } => Status::aborted(msg),
                     MetaError::Invalid(_) => Status::invalid_argument(msg),
-                    MetaError::NotEnoughNodes { .. } => Status::failed_precondition(msg),
+                    MetaError::NotEnoughNodes { .. } | MetaError::NoRoom { .. } => Status::failed_precondition(msg),
                     MetaError::UserExists(_) => Status::already_exists(msg),
                     MetaError::UserNotFound(_) | MetaError::TokenNotFound | MetaError::ControllerNotFound(_) => {
                         Status::not_found(msg)

@@ -30,24 +30,34 @@ impl NodeLoad {
     }
 }
 
-/// Places `chunks` chunks of up to `chunk_size` bytes on the healthy `nodes`.
-/// Returns, per chunk, indices into `nodes`. `min_replicas` is how many
-/// targets a chunk must get at least (fewer is an error); up to
-/// `replication` are given.
+/// Places one chunk per entry of `chunk_bytes` (the bytes each is expected
+/// to hold) on the healthy `nodes`. Returns, per chunk, indices into
+/// `nodes`. `min_replicas` is how many targets a chunk must get at least
+/// (fewer is an error); up to `replication` are given.
 pub fn place_chunks(
     nodes: &[NodeLoad],
-    chunks: usize,
+    chunk_bytes: &[u64],
     replication: usize,
     min_replicas: usize,
-    chunk_size: u64,
     exclude: &HashSet<&str>,
 ) -> Result<Vec<Vec<usize>>, MetaError> {
     let mut loads: Vec<NodeLoad> = nodes.to_vec();
-    let mut plan = Vec::with_capacity(chunks);
-    for _ in 0..chunks {
-        let mut order: Vec<usize> = (0..loads.len())
-            .filter(|&i| !exclude.contains(loads[i].node_id.as_str()) && loads[i].fits(chunk_size))
-            .collect();
+    let mut plan = Vec::with_capacity(chunk_bytes.len());
+    for &bytes in chunk_bytes {
+        let candidates: Vec<usize> =
+            (0..loads.len()).filter(|&i| !exclude.contains(loads[i].node_id.as_str())).collect();
+        if candidates.len() < min_replicas {
+            return Err(MetaError::NotEnoughNodes { healthy: candidates.len(), replication });
+        }
+        let mut order: Vec<usize> = candidates.iter().copied().filter(|&i| loads[i].fits(bytes)).collect();
+        if order.len() < min_replicas {
+            return Err(MetaError::NoRoom {
+                fitting: order.len(),
+                healthy: candidates.len(),
+                chunk_bytes: bytes,
+                replication,
+            });
+        }
         order.sort_by(|&a, &b| {
             loads[a]
                 .utilisation()
@@ -55,15 +65,36 @@ pub fn place_chunks(
                 .then_with(|| loads[a].node_id.cmp(&loads[b].node_id))
         });
         order.truncate(replication);
-        if order.len() < min_replicas {
-            return Err(MetaError::NotEnoughNodes { healthy: order.len(), replication });
-        }
         for &i in &order {
-            loads[i].used_bytes = loads[i].used_bytes.saturating_add(chunk_size);
+            loads[i].used_bytes = loads[i].used_bytes.saturating_add(bytes);
         }
         plan.push(order);
     }
     Ok(plan)
+}
+
+/// The bytes each of `count` chunks from `first_chunk` on will hold, for a
+/// file of `size_hint` bytes (0: unknown, every chunk may be full).
+/// Reservations and placement use these, so a small file does not hold a
+/// whole chunk's worth of space on each target until the next heartbeat.
+pub fn expected_chunk_bytes(size_hint: u64, chunk_size: u64, first_chunk: u32, count: usize) -> Vec<u64> {
+    (0..count as u64)
+        .map(|i| {
+            let start = (u64::from(first_chunk) + i).saturating_mul(chunk_size);
+            if size_hint > start {
+                (size_hint - start).min(chunk_size)
+            } else {
+                chunk_size
+            }
+        })
+        .collect()
+}
+
+/// How many chunks a file of `size_hint` bytes still has from `first_chunk`
+/// on (at least one: a size hint is a hint).
+pub fn chunks_left(size_hint: u64, chunk_size: u64, first_chunk: u32) -> usize {
+    let total = size_hint.div_ceil(chunk_size.max(1));
+    total.saturating_sub(u64::from(first_chunk)).max(1) as usize
 }
 
 #[cfg(test)]
@@ -77,14 +108,14 @@ mod tests {
     #[test]
     fn least_loaded_first_and_distinct() {
         let nodes = vec![node("a", 100, 90), node("b", 100, 10), node("c", 100, 50), node("d", 100, 20)];
-        let plan = place_chunks(&nodes, 1, 3, 3, 1, &HashSet::new()).unwrap();
+        let plan = place_chunks(&nodes, &[1], 3, 3, &HashSet::new()).unwrap();
         assert_eq!(plan, vec![vec![1, 3, 2]]);
     }
 
     #[test]
     fn spreads_a_file_over_all_nodes() {
         let nodes = vec![node("a", 1000, 0), node("b", 1000, 0), node("c", 1000, 0), node("d", 1000, 0)];
-        let plan = place_chunks(&nodes, 8, 3, 3, 10, &HashSet::new()).unwrap();
+        let plan = place_chunks(&nodes, &[10; 8], 3, 3, &HashSet::new()).unwrap();
         let mut per_node = [0; 4];
         for chunk in &plan {
             let mut distinct = chunk.clone();
@@ -102,7 +133,7 @@ mod tests {
     fn too_few_nodes_is_an_error() {
         let nodes = vec![node("a", 100, 0), node("b", 100, 0)];
         assert_eq!(
-            place_chunks(&nodes, 1, 3, 3, 1, &HashSet::new()),
+            place_chunks(&nodes, &[1], 3, 3, &HashSet::new()),
             Err(MetaError::NotEnoughNodes { healthy: 2, replication: 3 })
         );
     }
@@ -111,7 +142,31 @@ mod tests {
     fn excluded_and_full_nodes_are_skipped() {
         let nodes = vec![node("a", 100, 0), node("b", 100, 0), node("c", 100, 99), node("d", 100, 0)];
         let exclude: HashSet<&str> = ["a"].into_iter().collect();
-        let plan = place_chunks(&nodes, 1, 3, 1, 5, &exclude).unwrap();
+        let plan = place_chunks(&nodes, &[5], 3, 1, &exclude).unwrap();
         assert_eq!(plan, vec![vec![1, 3]]);
+    }
+
+    #[test]
+    fn nodes_without_room_are_named_as_such() {
+        let nodes = vec![node("a", 100, 0), node("b", 100, 98), node("c", 100, 99), node("d", 100, 0)];
+        assert_eq!(
+            place_chunks(&nodes, &[5], 3, 3, &HashSet::new()),
+            Err(MetaError::NoRoom { fitting: 2, healthy: 4, chunk_bytes: 5, replication: 3 })
+        );
+        // Small chunks still fit where a full one would not.
+        assert!(place_chunks(&nodes, &[1], 3, 3, &HashSet::new()).is_ok());
+    }
+
+    #[test]
+    fn chunks_are_expected_as_large_as_the_size_hint_says() {
+        assert_eq!(expected_chunk_bytes(64 << 10, 4 << 20, 0, 1), vec![64 << 10]);
+        assert_eq!(expected_chunk_bytes(10 << 20, 4 << 20, 0, 3), vec![4 << 20, 4 << 20, 2 << 20]);
+        assert_eq!(expected_chunk_bytes(10 << 20, 4 << 20, 2, 2), vec![2 << 20, 4 << 20]);
+        // Unknown size: every chunk may be full.
+        assert_eq!(expected_chunk_bytes(0, 4 << 20, 0, 2), vec![4 << 20, 4 << 20]);
+        assert_eq!(chunks_left(10 << 20, 4 << 20, 0), 3);
+        assert_eq!(chunks_left(10 << 20, 4 << 20, 2), 1);
+        assert_eq!(chunks_left(10 << 20, 4 << 20, 5), 1);
+        assert_eq!(chunks_left(0, 4 << 20, 0), 1);
     }
 }

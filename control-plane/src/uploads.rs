@@ -9,7 +9,7 @@ use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
 use crate::events::Event;
 use crate::meta::{FileRecord, FileState, NodeHealth};
-use crate::placement::{place_chunks, NodeLoad};
+use crate::placement::{chunks_left, expected_chunk_bytes, place_chunks, NodeLoad};
 
 /// Most chunks placed by one plan call; the gateway asks again for more.
 const MAX_CHUNKS_PER_PLAN: u32 = 64;
@@ -111,10 +111,18 @@ impl Controller {
             deferred_replacement || (req.file_id.is_none() && req.defer_create && req.size_hint <= chunk_size);
         let count = if deferred && !deferred_replacement {
             usize::from(req.size_hint > 0)
+        } else if req.size_hint > 0 {
+            // No more placements (and reservations) than the file has chunks.
+            (req.chunk_count.min(MAX_CHUNKS_PER_PLAN) as usize).min(chunks_left(
+                req.size_hint,
+                chunk_size,
+                req.first_chunk,
+            ))
         } else {
             req.chunk_count.min(MAX_CHUNKS_PER_PLAN) as usize
         };
-        let plan = place_chunks(&loads, count, replication as usize, min_replicas, chunk_size, &exclude)?;
+        let expected = expected_chunk_bytes(req.size_hint, chunk_size, req.first_chunk, count);
+        let plan = place_chunks(&loads, &expected, replication as usize, min_replicas, &exclude)?;
         if req.file_id.is_none() && loads.len() < replication as usize {
             return Err(MetaError::NotEnoughNodes { healthy: loads.len(), replication: replication as usize }.into());
         }
@@ -155,7 +163,7 @@ impl Controller {
                 let targets = targets
                     .into_iter()
                     .map(|n| {
-                        self.liveness.reserve(&loads[n].node_id, chunk_size);
+                        self.liveness.reserve(&loads[n].node_id, expected[i]);
                         (loads[n].node_id.clone(), loads[n].addr.clone())
                     })
                     .collect();

@@ -247,6 +247,51 @@ async fn downloads_survive_a_killed_node_and_a_corrupt_replica() {
     assert_eq!(sha256(&body), sha256(&data));
 }
 
+/// A plan reserves room on its targets until their next heartbeat reports
+/// what they really hold. A small file must reserve what it stores, a file
+/// of known size no more chunks than it has, and a body of unknown length
+/// one chunk until it proves longer; else a burst of small uploads looks
+/// like a full cluster (each used to reserve 4 MiB, a streamed one 64 MiB,
+/// per target).
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_reserve_only_the_room_they_need() {
+    let opts = ClusterOptions {
+        // Six 4 MiB chunks per node, 96 MiB in all. Heartbeats (which end
+        // reservations) far apart, so the uploads below share one interval.
+        datanode_capacity: 24 * MIB as u64,
+        heartbeat_ms: 5_000,
+        dead_after_ms: 60_000,
+        ..Default::default()
+    };
+    let cluster = Cluster::start("reserve", opts).await;
+    // A whole chunk reserved per replica would be 20 x 3 x 4 MiB = 240 MiB.
+    for i in 0..20u8 {
+        let (status, body) = cluster.upload_raw(&format!("small-{i}.bin"), vec![i; 64 * 1024]).await;
+        assert_eq!(status, 201, "small upload {i}: {body}");
+    }
+    // Bodies of unknown length: one chunk each (sixteen would not fit).
+    for i in 0..3u8 {
+        let pieces = vec![Ok::<_, std::io::Error>(vec![i; 1024])];
+        let response = cluster
+            .client
+            .post(cluster.url(&format!("/api/files?name=streamed-{i}.bin")))
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(status, 201, "streamed upload {i}: {}", response.text().await.unwrap_or_default());
+    }
+    // Three chunks planned for a 10 MiB file, not sixteen.
+    let ten = random_bytes(10 * MIB, 7);
+    let (status, body) = cluster.upload_raw("ten.bin", ten.clone()).await;
+    assert_eq!(status, 201, "10 MiB upload: {body}");
+    let (status, downloaded) = cluster.download(&file_id(&body)).await;
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&downloaded), sha256(&ten));
+    assert_eq!(cluster.list_names().await.len(), 24);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn range_requests_across_chunk_boundaries() {
     let opts = ClusterOptions { chunk_size: SMALL_CHUNK, ..Default::default() };

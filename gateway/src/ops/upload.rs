@@ -46,6 +46,8 @@ struct Upload {
     quota_left: Option<u64>,
     owner: String,
     file_id: String,
+    /// Content-Length of the body (0: unknown), for the plans of later chunks.
+    size_hint: u64,
     replication: usize,
     placements: HashMap<u32, Vec<pb::NodeAddr>>,
 }
@@ -85,7 +87,10 @@ where
             name: name.to_string(),
             size_hint: size_hint.unwrap_or(0),
             first_chunk: 0,
-            chunk_count: PLAN_BATCH,
+            // A body of unknown length may well be small: one placement
+            // (and one chunk's reservation per target) until it proves
+            // longer. With a size the controller plans no more than it needs.
+            chunk_count: if size_hint.is_some() { PLAN_BATCH } else { 1 },
             defer_create: size_hint.is_some(),
             token_hash: caller.token_hash.clone(),
             ..Default::default()
@@ -106,6 +111,7 @@ where
         quota_left: owner.remaining_quota(),
         owner: owner.username,
         file_id: first.file_id.clone(),
+        size_hint: size_hint.unwrap_or(0),
         replication: first.replication.max(1) as usize,
         placements: first.placements.into_iter().map(|p| (p.index, p.targets)).collect(),
     };
@@ -314,6 +320,7 @@ impl Upload {
                 file_id: self.file_id.clone(),
                 first_chunk: index,
                 chunk_count: PLAN_BATCH,
+                size_hint: self.size_hint,
                 ..Default::default()
             },
         )

@@ -88,14 +88,18 @@ async fn create_files(
     let name = params
         .name
         .ok_or_else(|| ApiError::BadRequest("missing ?name= (or send multipart/form-data with file parts)".into()))?;
-    let size_hint = content_length(request.headers());
+    let size_hint = body_size(request.body());
     let body = request.into_body().into_data_stream();
     let file = upload::upload(app, caller, &name, size_hint, body).await?;
     Ok((StatusCode::CREATED, Json(json::file(&file))).into_response())
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+/// The body's exact size when the request framing tells it: its
+/// Content-Length, or 0 for an HTTP/1.1 request with neither
+/// Content-Length nor Transfer-Encoding (which has no body); `None` for a
+/// chunked or otherwise streamed body.
+fn body_size(body: &axum::body::Body) -> Option<u64> {
+    axum::body::HttpBody::size_hint(body).exact()
 }
 
 /// Uploads every `file` part; all or nothing: if one fails, the files

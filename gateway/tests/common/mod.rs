@@ -24,6 +24,9 @@ pub struct ClusterOptions {
     pub chunk_size: u64,
     pub heartbeat_ms: u64,
     pub dead_after_ms: u64,
+    /// Capacity each data node offers (equal for all, so placement does
+    /// not depend on the test machine's disk).
+    pub datanode_capacity: u64,
     /// Extra flags for every controller / data node.
     pub controller_args: Vec<String>,
     pub datanode_args: Vec<String>,
@@ -42,6 +45,7 @@ impl Default for ClusterOptions {
             chunk_size: 4 * MIB as u64,
             heartbeat_ms: 300,
             dead_after_ms: 3000,
+            datanode_capacity: 64 << 30,
             controller_args: Vec::new(),
             datanode_args: Vec::new(),
             tls: true,
@@ -201,8 +205,7 @@ fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[Str
             format!("--listen=127.0.0.1:{port}"),
             format!("--controllers={}", ctl_addrs.join(",")),
             format!("--heartbeat-interval-ms={}", opts.heartbeat_ms),
-            // Ample and equal capacity, so placement does not depend on the test machine's disk.
-            format!("--capacity-bytes={}", 64u64 << 30),
+            format!("--capacity-bytes={}", opts.datanode_capacity),
         ]
         .into_iter()
         .chain(tls_args(opts))

@@ -1,0 +1,42 @@
+//! `tessera-bench`: the native half of `bench/bench.py`.
+//!
+//! - `http` drives the gateway with many keep-alive HTTP clients and prints
+//!   every request's latency as JSON. A load generator shares the machine's
+//!   two cores with the cluster it measures, so it has to be cheap: curl
+//!   spent 0.13-0.16 ms of CPU per request, this one a fraction of that.
+//! - `tls` measures a raw limit: one mutual-TLS stream over loopback with
+//!   the cluster's kind of certificates and rustls settings, as MB/s and
+//!   CPU seconds per GiB (both ends). Every byte between Tessera's services
+//!   pays at least this.
+
+mod cpu;
+mod load;
+mod tls_probe;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Tessera benchmark tools (used by bench/bench.py)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs requests against the gateway and prints a JSON report.
+    Http(load::LoadArgs),
+    /// Streams bytes through one mutual-TLS connection over loopback.
+    Tls(tls_probe::TlsArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = match cli.command {
+        Command::Http(args) => runtime.block_on(load::run(args))?,
+        Command::Tls(args) => runtime.block_on(tls_probe::run(args))?,
+    };
+    println!("{report}");
+    Ok(())
+}
