@@ -10,8 +10,7 @@ use tessera_proto::limits::{MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES, STREAM_PIECE
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tessera_proto::pb::storage_service_server::StorageService;
-use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -109,7 +108,8 @@ fn file_id(s: &str) -> Result<Uuid, Status> {
     Ok(layout::file_id(s)?)
 }
 
-type DownloadStream = ReceiverStream<Result<pb::DownloadChunkResponse, Status>>;
+type DownloadStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::DownloadChunkResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl StorageService for StorageApi {
@@ -136,26 +136,17 @@ impl StorageService for StorageApi {
         let id = file_id(&req.file_id)?;
         // Verified in full before the first byte goes out.
         let (data, crc) = self.store.read(id, req.index).await?;
-        let (tx, rx) = mpsc::channel(4);
         let header = pb::ChunkHeader { file_id: req.file_id, index: req.index, size: data.len() as u64, crc32c: crc };
-        tokio::spawn(async move {
-            let header = pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Header(header)) };
-            if tx.send(Ok(header)).await.is_err() {
-                return;
-            }
-            let mut offset = 0;
-            while offset < data.len() {
-                let end = (offset + STREAM_PIECE_BYTES).min(data.len());
-                let piece = pb::DownloadChunkResponse {
-                    kind: Some(pb::download_chunk_response::Kind::Data(data.slice(offset..end))),
-                };
-                if tx.send(Ok(piece)).await.is_err() {
-                    return;
-                }
-                offset = end;
-            }
+        // The chunk is in memory already: its pieces are slices of it, sent
+        // as the transport takes them (no task or channel per download).
+        let pieces = (0..data.len()).step_by(STREAM_PIECE_BYTES).map(move |offset| {
+            let end = (offset + STREAM_PIECE_BYTES).min(data.len());
+            Ok(pb::DownloadChunkResponse {
+                kind: Some(pb::download_chunk_response::Kind::Data(data.slice(offset..end))),
+            })
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let header = pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Header(header)) };
+        Ok(Response::new(Box::pin(tokio_stream::iter(std::iter::once(Ok(header)).chain(pieces)))))
     }
 
     async fn delete_chunk(
