@@ -66,6 +66,11 @@ struct Config {
     /// Heartbeat interval in milliseconds.
     #[arg(long, env = "TESSERA_HEARTBEAT_INTERVAL_MS", default_value_t = 5000)]
     heartbeat_interval_ms: u64,
+    /// MiB of incoming chunks (uploads and replica copies) held in memory
+    /// at once; further writes wait. Bounds the node's memory whatever the
+    /// chunk size: 64 chunks of 4 MiB, or 4 of 64 MiB.
+    #[arg(long, env = "TESSERA_WRITE_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    write_buffer_mib: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,7 +100,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    let api = service::StorageApi::new(config.node_id.clone(), store.clone(), capacity_bytes, failed.clone());
+    let api = service::StorageApi::new(
+        config.node_id.clone(),
+        store.clone(),
+        capacity_bytes,
+        failed.clone(),
+        config.write_buffer_mib,
+    );
     let mut server = tessera_proto::net::grpc_server();
     if let Some(tls) = &tls {
         server = server.tls_config(tls.server_config()).context("configuring TLS")?;

@@ -23,22 +23,40 @@ pub struct StorageApi {
     store: ChunkStore,
     capacity_bytes: u64,
     failed: Arc<AtomicBool>,
-    /// Chunks buffered at once (each up to a chunk size): bounds memory.
+    /// KiB of incoming chunks buffered at once (one permit per KiB):
+    /// bounds memory whatever the chunk size, while many small writes (or
+    /// replica copies) proceed together.
     writes: Arc<Semaphore>,
+    write_budget_kib: u32,
     /// Channels to other data nodes (replica copies), one per address.
     peers: ChannelPool,
 }
 
 impl StorageApi {
-    pub fn new(node_id: String, store: ChunkStore, capacity_bytes: u64, failed: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        node_id: String,
+        store: ChunkStore,
+        capacity_bytes: u64,
+        failed: Arc<AtomicBool>,
+        write_buffer_mib: u32,
+    ) -> Self {
+        let write_budget_kib = write_buffer_mib.max(1).saturating_mul(1024);
         Self {
             node_id,
             store,
             capacity_bytes,
             failed,
-            writes: Arc::new(Semaphore::new(16)),
+            writes: Arc::new(Semaphore::new(write_budget_kib as usize)),
+            write_budget_kib,
             peers: ChannelPool::new(Duration::from_secs(60)),
         }
+    }
+
+    /// Room in the write budget for a chunk of `size` bytes (a chunk larger
+    /// than the whole budget waits for all of it).
+    async fn buffer_room(&self, size: u64) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+        let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.write_budget_kib);
+        self.writes.acquire_many(kib).await.map_err(|_| Status::unavailable("shutting down"))
     }
 
     fn check_serving(&self) -> Result<(), Status> {
@@ -49,12 +67,8 @@ impl StorageApi {
     }
 }
 
-/// Receives a header-then-data chunk stream into one buffer, refusing
-/// anything longer than the header announced.
-async fn receive_chunk<S, M>(
-    mut stream: S,
-    kind: impl Fn(M) -> Option<ChunkPiece>,
-) -> Result<(pb::ChunkHeader, ChunkBuffer), Status>
+/// Reads the header that starts every chunk stream.
+async fn receive_header<S, M>(stream: &mut S, kind: impl Fn(M) -> Option<ChunkPiece>) -> Result<pb::ChunkHeader, Status>
 where
     S: tokio_stream::Stream<Item = Result<M, Status>> + Unpin,
 {
@@ -66,9 +80,27 @@ where
         Some(Err(status)) => return Err(status),
         None => return Err(Status::invalid_argument("empty chunk stream")),
     };
-    if header.size > MAX_CHUNK_SIZE {
-        return Err(Status::invalid_argument(format!("chunk of {} bytes exceeds {MAX_CHUNK_SIZE}", header.size)));
+    check_size(header.size)?;
+    Ok(header)
+}
+
+fn check_size(size: u64) -> Result<(), Status> {
+    if size > MAX_CHUNK_SIZE {
+        return Err(Status::invalid_argument(format!("chunk of {size} bytes exceeds {MAX_CHUNK_SIZE}")));
     }
+    Ok(())
+}
+
+/// Receives the rest of a chunk stream into one buffer, refusing anything
+/// longer than the header announced.
+async fn receive_data<S, M>(
+    stream: &mut S,
+    kind: impl Fn(M) -> Option<ChunkPiece>,
+    header: &pb::ChunkHeader,
+) -> Result<ChunkBuffer, Status>
+where
+    S: tokio_stream::Stream<Item = Result<M, Status>> + Unpin,
+{
     // Received straight into the buffer the store writes from.
     let mut data = ChunkBuffer::with_capacity(header.size as usize);
     while let Some(message) = stream.next().await {
@@ -82,7 +114,7 @@ where
             _ => return Err(Status::invalid_argument("a second header in one chunk stream")),
         }
     }
-    Ok((header, data))
+    Ok(data)
 }
 
 pub enum ChunkPiece {
@@ -118,8 +150,10 @@ impl StorageService for StorageApi {
         request: Request<Streaming<pb::UploadChunkRequest>>,
     ) -> Result<Response<pb::UploadChunkResponse>, Status> {
         self.check_serving()?;
-        let _permit = self.writes.acquire().await.map_err(|_| Status::unavailable("shutting down"))?;
-        let (header, data) = receive_chunk(request.into_inner(), upload_piece).await?;
+        let mut stream = request.into_inner();
+        let header = receive_header(&mut stream, upload_piece).await?;
+        let _room = self.buffer_room(header.size).await?;
+        let data = receive_data(&mut stream, upload_piece, &header).await?;
         let id = file_id(&header.file_id)?;
         self.store.write(id, header.index, data, header.size, header.crc32c).await?;
         Ok(Response::new(pb::UploadChunkResponse { size: header.size, crc32c: header.crc32c }))
@@ -180,21 +214,24 @@ impl StorageService for StorageApi {
         self.check_serving()?;
         let req = request.into_inner();
         let id = file_id(&req.file_id)?;
-        let _permit = self.writes.acquire().await.map_err(|_| Status::unavailable("shutting down"))?;
+        check_size(req.size)?;
+        let _room = self.buffer_room(req.size).await?;
         let mut source = StorageServiceClient::new(self.peers.channel(&req.source_addr))
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-        let stream = source
+        let mut stream = source
             .download_chunk(pb::DownloadChunkRequest { file_id: req.file_id.clone(), index: req.index })
             .await
             .map_err(|s| Status::unavailable(format!("source {}: {}", req.source_addr, s.message())))?
             .into_inner();
-        let (header, data) = receive_chunk(stream, download_piece).await?;
+        // Checked before the data: the budget was taken for `req.size`.
+        let header = receive_header(&mut stream, download_piece).await?;
         if header.crc32c != req.crc32c || header.size != req.size {
             return Err(Status::data_loss(format!(
                 "source {} has crc32c {:08x}/{} bytes, expected {:08x}/{}",
                 req.source_addr, header.crc32c, header.size, req.crc32c, req.size
             )));
         }
+        let data = receive_data(&mut stream, download_piece, &header).await?;
         // `write` recomputes the CRC32C over the received bytes.
         self.store.write(id, req.index, data, req.size, req.crc32c).await?;
         Ok(Response::new(pb::ReplicateChunkResponse { size: req.size, crc32c: req.crc32c }))
@@ -208,5 +245,33 @@ impl StorageService for StorageApi {
         self.failed.store(failed, Ordering::Relaxed);
         tracing::warn!(failed, "failure simulation changed");
         Ok(Response::new(pb::SetFailureSimulationResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_write_budget_counts_bytes_not_chunks() {
+        let dir = std::env::temp_dir().join(format!("tessera-write-budget-{}", std::process::id()));
+        let store = ChunkStore::open(&dir, "dn").await.expect("open store");
+        let api = StorageApi::new("dn".into(), store, 1 << 30, Arc::new(AtomicBool::new(false)), 1);
+        // A 1 MiB budget holds sixteen 64 KiB chunks at once, and no more.
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            held.push(api.buffer_room(64 * 1024).await.expect("room"));
+        }
+        assert_eq!(api.writes.available_permits(), 0);
+        drop(held);
+        assert_eq!(api.writes.available_permits(), 1024);
+        // A chunk larger than the whole budget waits for all of it, not forever.
+        let big = api.buffer_room(64 << 20).await.expect("room for a large chunk");
+        assert_eq!(api.writes.available_permits(), 0);
+        drop(big);
+        // Even an empty chunk takes a permit: the count of writes stays bounded.
+        let _empty = api.buffer_room(0).await.expect("room");
+        assert_eq!(api.writes.available_permits(), 1023);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
