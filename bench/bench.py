@@ -347,18 +347,24 @@ def main():
             payload = os.path.join(work, "small.bin")
             with open(payload, "wb") as f:
                 f.write(os.urandom(64 * 1024))
-            rate, lat, _ = http_requests(cluster, small_files, 16, lambda i: f"/api/files?name=small-{i}.bin", body=payload)
+            rate, lat, client_cpu = http_requests(cluster, small_files, 16, lambda i: f"/api/files?name=small-{i}.bin",
+                                                  body=payload)
             r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+            # The load generator's own CPU per request: it shares the cores.
+            r["small_upload_client_cpu_ms"] = client_cpu * 1000 / small_files
             # Each file is three durable replica files.
             r["small_upload_ratio"] = rate / (r["fsync_small_files_s"] / 3)
             listing = cluster.json("/api/files?limit=1000&q=small-")
             ids = [f["id"] for f in listing["files"]]
-            rate, lat, _ = http_requests(cluster, small_files, 16, lambda i: f"/api/files/{ids[i % len(ids)]}/content",
-                                         method="GET")
+            rate, lat, client_cpu = http_requests(cluster, small_files, 16,
+                                                  lambda i: f"/api/files/{ids[i % len(ids)]}/content", method="GET")
             r["small_download_files_s"], r["small_download_p50_ms"], r["small_download_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+            r["small_download_client_cpu_ms"] = client_cpu * 1000 / small_files
 
-            rate, lat, _ = http_requests(cluster, meta_files, 32, lambda i: f"/api/files?name=empty-{i}")
+            rate, lat, client_cpu = http_requests(cluster, meta_files, 32, lambda i: f"/api/files?name=empty-{i}")
             r["meta_commits_s"], r["meta_p50_ms"], r["meta_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+            r["meta_max_ms"] = max(lat) * 1000
+            r["meta_client_cpu_ms"] = client_cpu * 1000 / meta_files
 
             times = []
             for k in range(kills):
