@@ -390,11 +390,12 @@ def main():
                 curl_upload(cluster, src, "big-2.bin")
                 # The node holding the most bytes (not the most chunks: small
                 # files can crowd a node that holds fewer large chunks).
-                nodes = cluster.json("/admin/nodes")["nodes"]
-                victim = max(nodes, key=lambda n: dir_bytes(os.path.join(cluster.data, n["node_id"])))
-                stored = dir_bytes(os.path.join(cluster.data, victim["node_id"]))
+                held = {n["node_id"]: dir_bytes(os.path.join(cluster.data, n["node_id"]))
+                        for n in cluster.json("/admin/nodes")["nodes"]}
+                victim = max(held, key=held.get)
+                stored = held[victim]
                 r["heal_victim_mib"] = stored / MIB
-                os.kill(cluster.pid_of(f"tessera-datanode --node-id {victim['node_id']} "), signal.SIGKILL)
+                os.kill(cluster.pid_of(f"tessera-datanode --node-id {victim} "), signal.SIGKILL)
                 start = time.perf_counter()
                 poll("node dead", lambda: cluster.json("/admin/summary")["nodes"].get("dead", 0) >= 1, 60)
                 declared_dead = time.perf_counter()

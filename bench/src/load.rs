@@ -73,7 +73,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
         None => Bytes::new(),
     };
     let shared = Arc::new(Shared {
-        host: args.addr.clone(),
+        addr: args.addr.clone(),
         authorization: format!("Bearer {}", args.token),
         method,
         paths,
@@ -86,7 +86,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
     let start = Instant::now();
     let mut workers = Vec::with_capacity(args.clients);
     for _ in 0..args.clients.max(1) {
-        workers.push(tokio::spawn(worker(shared.clone(), args.addr.clone())));
+        workers.push(tokio::spawn(worker(shared.clone())));
     }
     let mut outcomes = Vec::with_capacity(args.count);
     for w in workers {
@@ -108,7 +108,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
 }
 
 struct Shared {
-    host: String,
+    /// The gateway's host:port, connected to and sent as `Host`.
+    addr: String,
     authorization: String,
     method: hyper::Method,
     paths: Vec<String>,
@@ -134,7 +135,7 @@ async fn request(shared: &Shared, sender: &mut Sender, path: &str) -> anyhow::Re
     let request = hyper::Request::builder()
         .method(shared.method.clone())
         .uri(path)
-        .header(hyper::header::HOST, &shared.host)
+        .header(hyper::header::HOST, &shared.addr)
         .header(hyper::header::AUTHORIZATION, &shared.authorization)
         .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
         .body(Full::new(body))?;
@@ -146,9 +147,9 @@ async fn request(shared: &Shared, sender: &mut Sender, path: &str) -> anyhow::Re
         .then(|| format!("{status} {path}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]))))
 }
 
-async fn worker(shared: Arc<Shared>, addr: String) -> anyhow::Result<Vec<Outcome>> {
+async fn worker(shared: Arc<Shared>) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
-    let mut sender = connect(&addr).await?;
+    let mut sender = connect(&shared.addr).await?;
     loop {
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
         if i >= shared.count {
@@ -160,7 +161,7 @@ async fn worker(shared: Arc<Shared>, addr: String) -> anyhow::Result<Vec<Outcome
             Ok(failure) => failure,
             Err(e) => {
                 // The connection may be gone: the next request gets a new one.
-                if let Ok(fresh) = connect(&addr).await {
+                if let Ok(fresh) = connect(&shared.addr).await {
                     sender = fresh;
                 }
                 Some(format!("{path}: {e}"))

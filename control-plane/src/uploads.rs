@@ -109,17 +109,16 @@ impl Controller {
         let min_replicas = if exclude.is_empty() { replication as usize } else { 1 };
         let deferred =
             deferred_replacement || (req.file_id.is_none() && req.defer_create && req.size_hint <= chunk_size);
-        let count = if deferred && !deferred_replacement {
+        let wanted = if deferred && !deferred_replacement {
             usize::from(req.size_hint > 0)
-        } else if req.size_hint > 0 {
-            // No more placements (and reservations) than the file has chunks.
-            (req.chunk_count.min(MAX_CHUNKS_PER_PLAN) as usize).min(chunks_left(
-                req.size_hint,
-                chunk_size,
-                req.first_chunk,
-            ))
         } else {
             req.chunk_count.min(MAX_CHUNKS_PER_PLAN) as usize
+        };
+        // No more placements (and reservations) than the file has chunks.
+        let count = if req.size_hint > 0 {
+            wanted.min(chunks_left(req.size_hint, chunk_size, req.first_chunk))
+        } else {
+            wanted
         };
         let expected = expected_chunk_bytes(req.size_hint, chunk_size, req.first_chunk, count);
         let plan = place_chunks(&loads, &expected, replication as usize, min_replicas, &exclude)?;
