@@ -118,9 +118,9 @@ struct Shared {
     next: AtomicUsize,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(addr: &str) -> anyhow::Result<Sender> {
+pub(crate) async fn connect(addr: &str) -> anyhow::Result<Sender> {
     let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

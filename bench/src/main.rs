@@ -8,9 +8,13 @@
 //!   the cluster's kind of certificates and rustls settings, as MB/s and
 //!   CPU seconds per GiB (both ends). Every byte between Tessera's services
 //!   pays at least this.
+//! - `rpc` measures the CPU a gRPC call over mutual TLS and an HTTP
+//!   request cost on this machine (both ends, answered from memory): the
+//!   floor under every small-file request.
 
 mod cpu;
 mod load;
+mod rpc_probe;
 mod tls_probe;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +32,8 @@ enum Command {
     Http(load::LoadArgs),
     /// Streams bytes through one mutual-TLS connection over loopback.
     Tls(tls_probe::TlsArgs),
+    /// CPU per gRPC call (mutual TLS) and per HTTP request, both ends.
+    Rpc(rpc_probe::RpcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let report = match cli.command {
         Command::Http(args) => runtime.block_on(load::run(args))?,
         Command::Tls(args) => runtime.block_on(tls_probe::run(args))?,
+        Command::Rpc(args) => runtime.block_on(rpc_probe::run(args))?,
     };
     println!("{report}");
     Ok(())
