@@ -460,7 +460,8 @@ def main():
     limits = {"upload_mb_s": "fsync_write_mb_s / 3, upload_ceiling_mb_s",
               "download_mb_s": "loopback_mb_s, download_ceiling_mb_s",
               "small_upload_files_s": "fsync_small_files_s / 3, small_upload_ceiling_files_s",
-              "small_download_files_s": "small_download_ceiling_files_s"}
+              "small_download_files_s": "small_download_ceiling_files_s",
+              "heal_copy_mb_s": "fsync_write_mb_s"}
     print(f"{'figure':<32} {'value':>12}")
     for k in sorted(r):
         print(f"{k:<32} {r[k]:>12.2f}  {('vs ' + limits[k]) if k in limits else ''}")

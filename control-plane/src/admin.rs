@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use tessera_proto::control_client::lazy_channel;
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 
@@ -52,8 +51,11 @@ impl Controller {
     async fn tell_node(&self, node_id: &str, failed: bool) {
         let addr = self.state.read().meta.nodes.get(node_id).map(|n| n.addr());
         let Some(addr) = addr else { return };
-        let mut client = StorageServiceClient::new(lazy_channel(&addr, Duration::from_secs(3)));
-        if let Err(e) = client.set_failure_simulation(pb::SetFailureSimulationRequest { failed }).await {
+        let mut client = StorageServiceClient::new(self.datanode_channels.channel(&addr));
+        let mut request = tonic::Request::new(pb::SetFailureSimulationRequest { failed });
+        // A node that does not answer soon counts as failed anyway.
+        request.set_timeout(Duration::from_secs(3));
+        if let Err(e) = client.set_failure_simulation(request).await {
             tracing::warn!(node = %node_id, error = %e.message(), "could not reach the node for failure simulation");
         }
     }

@@ -123,6 +123,9 @@ pub fn bin_dir() -> PathBuf {
 impl Cluster {
     pub async fn start(dir: PathBuf, opts: Options, force_loopback: bool) -> anyhow::Result<Cluster> {
         let bin = bin_dir();
+        // A run that was killed (a CI timeout, ^C) never unmounted its small
+        // disk: detach it, or the directory cannot be removed and reused.
+        unmount_leftovers(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("logs"))?;
         let tls_dir = dir.join("tls");
@@ -415,15 +418,92 @@ impl Cluster {
             p.kill();
         }
         if self.small_disk {
-            let _ = std::process::Command::new("umount").arg(self.small_disk_dir()).status();
+            unmount_leftovers(&self.small_disk_dir());
             self.small_disk = false;
         }
         self.net.teardown();
     }
 }
 
+/// The mount points at or under `dir`, deepest first, from `mounts` in
+/// the format of `/proc/self/mounts` (spaces in paths escaped as `\040`).
+fn mounts_under(mounts: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .map(|target| PathBuf::from(target.replace("\\040", " ")))
+        .filter(|target| target.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
+}
+
+/// Unmounts every file system mounted at or under `dir`. Lazily: a process
+/// killed a moment ago may still hold a file open there, and the mount
+/// must not outlive the test either way.
+fn unmount_leftovers(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return };
+    for target in mounts_under(&mounts, &dir) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&target).status();
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_under_a_directory_deepest_first() {
+        let mounts = "/dev/vda / ext4 rw 0 0\n\
+                      tessera-jepsen /w/run/data/dn1 tmpfs rw 0 0\n\
+                      other /w/run/data/dn1/inner tmpfs rw 0 0\n\
+                      x /w/run2 tmpfs rw 0 0\n\
+                      y /w/run/with\\040space tmpfs rw 0 0\n";
+        assert_eq!(
+            mounts_under(mounts, Path::new("/w/run")),
+            vec![
+                PathBuf::from("/w/run/data/dn1/inner"),
+                PathBuf::from("/w/run/data/dn1"),
+                PathBuf::from("/w/run/with space"),
+            ]
+        );
+        assert!(mounts_under(mounts, Path::new("/elsewhere")).is_empty());
+    }
+
+    /// A small disk left mounted by a killed run is gone after the sweep
+    /// (root only: mounting needs it).
+    #[test]
+    fn leftover_mounts_are_detached() {
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tessera-jepsen-mount-{}", std::process::id()));
+        let disk = dir.join("data").join("dn1");
+        std::fs::create_dir_all(&disk).expect("test directory");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tessera-jepsen-test"])
+            .arg(&disk)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            // No mount permission here (a container without CAP_SYS_ADMIN).
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        let listed = || {
+            let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+            !mounts_under(&mounts, &dir.canonicalize().expect("dir")).is_empty()
+        };
+        assert!(listed());
+        unmount_leftovers(&dir);
+        assert!(!listed(), "the tmpfs under {} is still mounted", dir.display());
+        std::fs::remove_dir_all(&dir).expect("the directory can be removed");
     }
 }
