@@ -21,6 +21,8 @@ pub struct LiveNode {
     pub last_seen_ms: i64,
     pub capacity_bytes: u64,
     pub free_bytes: u64,
+    /// Bytes of chunks the node stores, by its last report.
+    pub stored_bytes: u64,
     /// Bytes placed on the node since its last heartbeat, so concurrent
     /// uploads between two heartbeats do not all pick the same nodes.
     pub reserved_bytes: u64,
@@ -36,7 +38,7 @@ impl Liveness {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn record(&self, node_id: &str, capacity_bytes: u64, free_bytes: u64) {
+    pub fn record(&self, node_id: &str, capacity_bytes: u64, free_bytes: u64, stored_bytes: u64) {
         self.lock().insert(
             node_id.to_string(),
             LiveNode {
@@ -44,6 +46,7 @@ impl Liveness {
                 last_seen_ms: tessera_proto::now_ms(),
                 capacity_bytes,
                 free_bytes,
+                stored_bytes,
                 reserved_bytes: 0,
             },
         );
@@ -58,6 +61,7 @@ impl Liveness {
             last_seen_ms: tessera_proto::now_ms(),
             capacity_bytes: 0,
             free_bytes: 0,
+            stored_bytes: 0,
             reserved_bytes: 0,
         });
         entry.last_seen = Instant::now();
@@ -93,9 +97,16 @@ impl Liveness {
                     addr,
                     capacity_bytes: capacity,
                     used_bytes: capacity.saturating_sub(live.free_bytes).saturating_add(live.reserved_bytes),
+                    stored_bytes: live.stored_bytes.saturating_add(live.reserved_bytes),
                 }
             }
-            None => NodeLoad { node_id: node_id.to_string(), addr, capacity_bytes: registered_capacity, used_bytes: 0 },
+            None => NodeLoad {
+                node_id: node_id.to_string(),
+                addr,
+                capacity_bytes: registered_capacity,
+                used_bytes: 0,
+                stored_bytes: 0,
+            },
         }
     }
 }

@@ -31,8 +31,18 @@ pub struct Registration {
     pub grpc_port: u32,
     pub capacity_bytes: u64,
     pub free_bytes: u64,
+    /// Bytes of chunks the node stores, by its own count.
+    pub stored_bytes: u64,
     pub mac: String,
     pub inventory: Vec<(Uuid, u32)>,
+}
+
+/// What a heartbeat says about a node's space.
+pub struct SpaceReport {
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    /// Bytes of chunks the node stores, by its own count.
+    pub stored_bytes: u64,
 }
 
 pub struct HeartbeatReply {
@@ -72,7 +82,7 @@ impl Controller {
             })
             .await?;
         }
-        self.liveness.record(&reg.node_id, reg.capacity_bytes, reg.free_bytes);
+        self.liveness.record(&reg.node_id, reg.capacity_bytes, reg.free_bytes, reg.stored_bytes);
         if is_new {
             // A node joined: spread existing replicas onto it.
             self.rebalance_requested.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -146,8 +156,7 @@ impl Controller {
     pub async fn heartbeat(
         &self,
         node_id: &str,
-        capacity_bytes: u64,
-        free_bytes: u64,
+        report: SpaceReport,
         deleted: Vec<(Uuid, u32)>,
     ) -> Result<HeartbeatReply, ControllerError> {
         self.ensure_leader()?;
@@ -158,7 +167,7 @@ impl Controller {
             Some(NodeHealth::FailedSimulated) => return Ok(HeartbeatReply { delete: Vec::new(), reregister: false }),
             // A removed node still gets its leftovers deleted.
             Some(NodeHealth::Removed) => {}
-            _ => self.liveness.record(node_id, capacity_bytes, free_bytes),
+            _ => self.liveness.record(node_id, report.capacity_bytes, report.free_bytes, report.stored_bytes),
         }
         if !deleted.is_empty() {
             self.propose(Event::GarbagePurged { node_id: node_id.to_string(), chunks: deleted.clone() }).await?;

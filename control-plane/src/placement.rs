@@ -1,10 +1,12 @@
 //! Chunk placement: a pure function from node loads to replica targets.
 //!
 //! Each chunk goes to `replication` distinct nodes, least utilised first
-//! (used ÷ capacity). Bytes placed earlier in the same plan count as used, so
+//! (used ÷ capacity, in whole percentage points), then those storing the
+//! fewest bytes. Bytes placed earlier in the same plan count as used, so
 //! the chunks of one file spread over every node instead of piling onto the
 //! three emptiest ones.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use crate::error::MetaError;
@@ -15,14 +17,37 @@ pub struct NodeLoad {
     pub addr: String,
     pub capacity_bytes: u64,
     pub used_bytes: u64,
+    /// Bytes of Tessera's chunks on the node (its last report plus what was
+    /// placed there since). Nodes that share one filesystem (a local
+    /// cluster) report the same free space, and so the same utilisation;
+    /// this tells them apart.
+    pub stored_bytes: u64,
 }
 
 impl NodeLoad {
-    fn utilisation(&self) -> f64 {
-        if self.capacity_bytes == 0 {
-            return 1.0;
+    /// Used ÷ capacity in whole percentage points (a node without capacity
+    /// is full).
+    fn fullness_points(&self) -> u64 {
+        match self.capacity_bytes {
+            0 => u64::MAX,
+            capacity => (u128::from(self.used_bytes) * 100 / u128::from(capacity)) as u64,
         }
-        self.used_bytes as f64 / self.capacity_bytes as f64
+    }
+
+    /// The order in which nodes receive new replicas: the least full first;
+    /// among nodes equally full to the percentage point, the one storing
+    /// the fewest bytes; then by id, so plans are reproducible.
+    pub fn placement_order(&self, other: &Self) -> Ordering {
+        self.fullness_points()
+            .cmp(&other.fullness_points())
+            .then_with(|| self.stored_bytes.cmp(&other.stored_bytes))
+            .then_with(|| self.node_id.cmp(&other.node_id))
+    }
+
+    /// Counts `bytes` placed on the node.
+    pub fn add(&mut self, bytes: u64) {
+        self.used_bytes = self.used_bytes.saturating_add(bytes);
+        self.stored_bytes = self.stored_bytes.saturating_add(bytes);
     }
 
     pub fn fits(&self, bytes: u64) -> bool {
@@ -58,15 +83,10 @@ pub fn place_chunks(
                 replication,
             });
         }
-        order.sort_by(|&a, &b| {
-            loads[a]
-                .utilisation()
-                .total_cmp(&loads[b].utilisation())
-                .then_with(|| loads[a].node_id.cmp(&loads[b].node_id))
-        });
+        order.sort_by(|&a, &b| loads[a].placement_order(&loads[b]));
         order.truncate(replication);
         for &i in &order {
-            loads[i].used_bytes = loads[i].used_bytes.saturating_add(bytes);
+            loads[i].add(bytes);
         }
         plan.push(order);
     }
@@ -102,7 +122,36 @@ mod tests {
     use super::*;
 
     fn node(id: &str, capacity: u64, used: u64) -> NodeLoad {
-        NodeLoad { node_id: id.into(), addr: format!("{id}:1"), capacity_bytes: capacity, used_bytes: used }
+        NodeLoad {
+            node_id: id.into(),
+            addr: format!("{id}:1"),
+            capacity_bytes: capacity,
+            used_bytes: used,
+            stored_bytes: 0,
+        }
+    }
+
+    /// Nodes on one filesystem report the same free space: those storing
+    /// less get the replicas, until they hold as much as the others.
+    #[test]
+    fn nodes_sharing_a_filesystem_fill_evenly() {
+        let shared = |id: &str, stored: u64| NodeLoad { stored_bytes: stored, ..node(id, 1_000_000, 500_000) };
+        let nodes = vec![shared("a", 300), shared("b", 100), shared("c", 200), shared("d", 200)];
+        let plan = place_chunks(&nodes, &[100], 3, 3, &HashSet::new()).unwrap();
+        assert_eq!(plan, vec![vec![1, 2, 3]]);
+        let plan = place_chunks(&nodes, &[100; 4], 3, 3, &HashSet::new()).unwrap();
+        let mut stored: Vec<u64> = nodes.iter().map(|n| n.stored_bytes).collect();
+        for chunk in &plan {
+            for &i in chunk {
+                stored[i] += 100;
+            }
+        }
+        assert_eq!(stored, vec![500, 500, 500, 500]);
+        // Fullness still comes first: a node fuller by a percentage point
+        // gets nothing while others have room.
+        let nodes =
+            vec![shared("a", 0), NodeLoad { used_bytes: 520_000, ..shared("b", 0) }, shared("c", 9), shared("d", 9)];
+        assert_eq!(place_chunks(&nodes, &[1], 3, 3, &HashSet::new()).unwrap(), vec![vec![0, 2, 3]]);
     }
 
     #[test]

@@ -181,7 +181,7 @@ mod tests {
     use uuid::Uuid;
 
     fn load(id: &str) -> NodeLoad {
-        NodeLoad { node_id: id.into(), addr: format!("{id}:1"), capacity_bytes: 1000, used_bytes: 0 }
+        NodeLoad { node_id: id.into(), addr: format!("{id}:1"), capacity_bytes: 1000, used_bytes: 0, stored_bytes: 0 }
     }
 
     /// One file of 12 chunks of 10 bytes, each on "a", "b" and "c".

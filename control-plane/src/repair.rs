@@ -149,13 +149,9 @@ pub fn plan_jobs(
             .filter(|l| !meta.is_garbage(&l.node_id, &(file_id, index)))
             .filter(|l| in_flight.get(&l.node_id).copied().unwrap_or(0) < per_node_limit)
             .filter(|l| l.capacity_bytes.saturating_sub(l.used_bytes) >= chunk.size)
-            .min_by(|a, b| {
-                let ua = a.used_bytes as f64 / a.capacity_bytes.max(1) as f64;
-                let ub = b.used_bytes as f64 / b.capacity_bytes.max(1) as f64;
-                ua.total_cmp(&ub).then_with(|| a.node_id.cmp(&b.node_id))
-            });
+            .min_by(|a, b| a.placement_order(b));
         let Some(target) = target else { continue };
-        target.used_bytes = target.used_bytes.saturating_add(chunk.size);
+        target.add(chunk.size);
         *in_flight.entry(target.node_id.clone()).or_default() += 1;
         let Some(source_node) = meta.nodes.get(source) else { continue };
         // Replace a replica that cannot serve first, else one being drained.
@@ -403,7 +399,13 @@ mod tests {
     }
 
     fn load(id: &str, used: u64) -> NodeLoad {
-        NodeLoad { node_id: id.into(), addr: format!("{id}:1"), capacity_bytes: 1000, used_bytes: used }
+        NodeLoad {
+            node_id: id.into(),
+            addr: format!("{id}:1"),
+            capacity_bytes: 1000,
+            used_bytes: used,
+            stored_bytes: 0,
+        }
     }
 
     fn state_with(chunks: Vec<Vec<&str>>, health: &[(&str, NodeHealth)]) -> MetaState {

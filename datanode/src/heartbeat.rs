@@ -88,6 +88,7 @@ impl Announcer {
             free_bytes: free_bytes(&self.store, self.capacity_bytes),
             mac: mac_address(),
             inventory,
+            stored_bytes: self.store.used_bytes(),
         };
         self.control
             .call(|mut c| {
@@ -145,6 +146,7 @@ impl Announcer {
                 free_bytes: free_bytes(&self.store, self.capacity_bytes),
                 chunk_count: self.store.chunk_count(),
                 deleted: deleted.clone(),
+                stored_bytes: self.store.used_bytes(),
             };
             let reply = self
                 .heartbeat_control

@@ -14,7 +14,7 @@ use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
 use crate::meta::accounts::{Role, TokenKind};
 use crate::meta::MetaState;
-use crate::nodes::Registration;
+use crate::nodes::{Registration, SpaceReport};
 use crate::uploads::{PlanRequest, WrittenFile};
 
 pub struct MasterApi {
@@ -93,6 +93,7 @@ impl MasterService for MasterApi {
                 grpc_port: req.grpc_port,
                 capacity_bytes: req.capacity_bytes,
                 free_bytes: req.free_bytes,
+                stored_bytes: req.stored_bytes,
                 mac: req.mac,
                 inventory,
             })
@@ -106,7 +107,12 @@ impl MasterService for MasterApi {
         let req = request.into_inner();
         validate_node_id(&req.node_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let deleted = chunk_refs(req.deleted)?;
-        let reply = self.controller.heartbeat(&req.node_id, req.capacity_bytes, req.free_bytes, deleted).await?;
+        let report = SpaceReport {
+            capacity_bytes: req.capacity_bytes,
+            free_bytes: req.free_bytes,
+            stored_bytes: req.stored_bytes,
+        };
+        let reply = self.controller.heartbeat(&req.node_id, report, deleted).await?;
         let commands = reply
             .delete
             .into_iter()
