@@ -166,13 +166,42 @@ class Cluster:
         # Kept for restarts: a controller restarted with other settings (say
         # the default 15 s until a silent node is dead) skews later figures.
         self.env = env
-        self.proc = subprocess.Popen([os.path.join(ROOT, "scripts", "cluster.sh")], cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        os.makedirs(data, exist_ok=True)
+        self.console = os.path.join(data, "cluster.out")
+        with open(self.console, "wb") as console:
+            self.proc = subprocess.Popen([os.path.join(ROOT, "scripts", "cluster.sh")], cwd=ROOT, env=env,
+                                         stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
         self.headers = {}
-        poll("cluster ready", lambda: self.get("/readyz")[0] == 200)
+        try:
+            poll("cluster ready", self.ready)
+        except SystemExit as e:
+            # The run directory goes with the bench: say here what went wrong.
+            raise SystemExit(f"{e}\n{self.failure_report()}")
         # cluster.sh creates the admin once the cluster is ready.
         self.token = poll("admin sign-in", self.login)
         self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise SystemExit(f"scripts/cluster.sh exited with {self.proc.returncode}")
+        return self.get("/readyz")[0] == 200
+
+    def failure_report(self):
+        """The cluster script's output and the end of every service log."""
+        parts = []
+        logs = os.path.join(self.data, "logs")
+        names = sorted(os.listdir(logs)) if os.path.isdir(logs) else []
+        for path in [self.console] + [os.path.join(logs, n) for n in names]:
+            try:
+                with open(path, errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            # A start-up error is at the top (a backtrace may follow it).
+            if len(text) > 2000:
+                text = text[:1000] + "\n[...]\n" + text[-1000:]
+            parts.append(f"--- {os.path.relpath(path, self.data)}\n{text}")
+        return "\n".join(parts)
 
     def login(self):
         c = self.conn()
