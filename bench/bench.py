@@ -187,7 +187,7 @@ class Cluster:
         return self.get("/readyz")[0] == 200
 
     def failure_report(self):
-        """The cluster script's output and the end of every service log."""
+        """The cluster script's output and the head and tail of every service log."""
         parts = []
         logs = os.path.join(self.data, "logs")
         names = sorted(os.listdir(logs)) if os.path.isdir(logs) else []
