@@ -11,6 +11,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -35,6 +36,23 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_base():
+    """A TESSERA_PORT_BASE whose ports (controllers on BASE+1..3, data nodes
+    on BASE+101..104, see scripts/cluster.sh) are all free now. Bases stay
+    below the kernel's ephemeral range (32768 on), where outgoing
+    connections take their ports."""
+    for _ in range(200):
+        base = random.randrange(10000, 32000, 200)
+        try:
+            for offset in (1, 2, 3, 101, 102, 103, 104):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise SystemExit("no free range of ports for the cluster's services")
 
 
 def poll(what, check, timeout=120.0, interval=0.1):
@@ -158,7 +176,7 @@ def loopback(size):
 class Cluster:
     def __init__(self, data):
         self.port = free_port()
-        self.base = 20000 + self.port % 20000
+        self.base = free_port_base()
         self.data = data
         env = dict(os.environ, TESSERA_HTTP_PORT=str(self.port), TESSERA_PORT_BASE=str(self.base),
                    TESSERA_DATA_DIR=data, TESSERA_HEARTBEAT_INTERVAL_MS="500", TESSERA_DEAD_AFTER_MS="3000",
