@@ -248,7 +248,14 @@ async fn controller_answers(addr: &str, tls: Option<ClientTlsConfig>) -> Result<
     match client.list_nodes(pb::ListNodesRequest {}).await {
         Ok(_) => Ok(()),
         // A follower's redirect is an answer too: the handshake went through.
-        Err(status) if status.metadata().get(tessera_proto::LEADER_METADATA_KEY).is_some() => Ok(()),
+        // So is "not the leader" from one that has not heard of a leader
+        // yet (just after start-up): only the service says that.
+        Err(status)
+            if status.metadata().get(tessera_proto::LEADER_METADATA_KEY).is_some()
+                || status.message().starts_with("not the leader") =>
+        {
+            Ok(())
+        }
         Err(status) => Err(format!("{status:?}")),
     }
 }
