@@ -366,12 +366,12 @@ def listed_ids(cluster, prefix):
 
 def pooled(r, key, rounds):
     """Records the median rate of `rounds` (http_requests results) as
-    `key`, the slowest and fastest as `key`_min and _max; returns the
-    median, every latency, and the load generator's CPU in all."""
+    `key`, the slowest and fastest as `key`_min and _max; returns every
+    latency and the load generator's CPU in all."""
     rates = [rate for rate, _, _ in rounds]
     r[key] = statistics.median(rates)
     r[key + "_min"], r[key + "_max"] = min(rates), max(rates)
-    return r[key], [x for _, lat, _ in rounds for x in lat], sum(cpu for _, _, cpu in rounds)
+    return [x for _, lat, _ in rounds for x in lat], sum(cpu for _, _, cpu in rounds)
 
 
 def tls_limits(work):
@@ -478,7 +478,7 @@ def main():
                 settle()
                 rounds.append(http_requests(cluster, small_files, 16,
                                             lambda i: f"/api/files/{ids[i]}/content", method="GET"))
-            _, lat, client_cpu = pooled(r, "small_download_files_s", rounds)
+            lat, client_cpu = pooled(r, "small_download_files_s", rounds)
             r["small_download_p50_ms"], r["small_download_p99_ms"] = percentile(lat, .5), percentile(lat, .99)
             r["small_download_client_cpu_ms"] = client_cpu * 1000 / len(lat)
 
@@ -488,7 +488,7 @@ def main():
             for k in range(REPEATS):
                 settle()
                 rounds.append(http_requests(cluster, meta_files, 32, lambda i: f"/api/files?name=empty-{k}-{i}"))
-            _, lat, client_cpu = pooled(r, "meta_commits_s", rounds)
+            lat, client_cpu = pooled(r, "meta_commits_s", rounds)
             r["meta_p50_ms"], r["meta_p99_ms"] = percentile(lat, .5), percentile(lat, .99)
             r["meta_max_ms"] = max(lat) * 1000
             r["meta_client_cpu_ms"] = client_cpu * 1000 / len(lat)

@@ -81,13 +81,10 @@ pub async fn run(args: RpcArgs) -> anyhow::Result<String> {
         let mut c = StorageServiceClient::new(client.clone());
         let payload = chunk.clone();
         async move {
-            c.upload_chunk(tokio_stream::iter(chunk_messages(payload, |kind| pb::UploadChunkRequest {
-                kind: Some(match kind {
-                    Piece::Header(h) => pb::upload_chunk_request::Kind::Header(h),
-                    Piece::Data(d) => pb::upload_chunk_request::Kind::Data(d),
-                }),
-            })))
-            .await?;
+            use pb::upload_chunk_request::Kind;
+            let messages = [Kind::Header(probe_header(&payload)), Kind::Data(payload)]
+                .map(|kind| pb::UploadChunkRequest { kind: Some(kind) });
+            c.upload_chunk(tokio_stream::iter(messages)).await?;
             Ok(())
         }
     })
@@ -136,15 +133,9 @@ where
     Ok((process_cpu_s() - before) * 1000.0 / calls as f64)
 }
 
-enum Piece {
-    Header(pb::ChunkHeader),
-    Data(Bytes),
-}
-
-/// A chunk as the services stream it: a header, then the bytes.
-fn chunk_messages<M>(payload: Bytes, wrap: impl Fn(Piece) -> M) -> Vec<M> {
-    let header = pb::ChunkHeader { file_id: String::new(), index: 0, size: payload.len() as u64, crc32c: 0 };
-    vec![wrap(Piece::Header(header)), wrap(Piece::Data(payload))]
+/// The header the services send before a chunk's bytes.
+fn probe_header(payload: &Bytes) -> pb::ChunkHeader {
+    pb::ChunkHeader { file_id: String::new(), index: 0, size: payload.len() as u64, crc32c: 0 }
 }
 
 /// Answers the chunk calls from memory; the others are not used.
@@ -177,14 +168,9 @@ impl StorageService for MemoryStorage {
         &self,
         _request: Request<pb::DownloadChunkRequest>,
     ) -> Result<Response<Self::DownloadChunkStream>, Status> {
-        let messages = chunk_messages(self.payload.clone(), |kind| {
-            Ok(pb::DownloadChunkResponse {
-                kind: Some(match kind {
-                    Piece::Header(h) => pb::download_chunk_response::Kind::Header(h),
-                    Piece::Data(d) => pb::download_chunk_response::Kind::Data(d),
-                }),
-            })
-        });
+        use pb::download_chunk_response::Kind;
+        let messages = [Kind::Header(probe_header(&self.payload)), Kind::Data(self.payload.clone())]
+            .map(|kind| Ok(pb::DownloadChunkResponse { kind: Some(kind) }));
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
 
@@ -276,18 +262,17 @@ async fn http_per_call(
     for _ in 0..concurrency {
         senders.push(Arc::new(tokio::sync::Mutex::new(crate::load::connect(&addr.to_string()).await?)));
     }
-    let next = Arc::new(AtomicUsize::new(0));
     let pick = Arc::new(AtomicUsize::new(0));
     per_call(calls, concurrency, move || {
         // Each in-flight call holds one connection; with as many
         // connections as calls in flight, none waits for another.
         let sender = senders[pick.fetch_add(1, Ordering::Relaxed) % senders.len()].clone();
-        let (method, body, next) = (method.clone(), body.clone(), next.clone());
+        let (method, body) = (method.clone(), body.clone());
         async move {
             let mut sender = sender.lock().await;
             let request = hyper::Request::builder()
                 .method(method)
-                .uri(format!("/probe/{}", next.fetch_add(1, Ordering::Relaxed)))
+                .uri("/probe")
                 .header(hyper::header::HOST, "127.0.0.1")
                 .body(Full::new(body))?;
             sender.ready().await?;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::Controller;
 use crate::events::Event;
 use crate::meta::NodeHealth;
+use crate::nodes::SpaceReport;
 use crate::placement::NodeLoad;
 
 /// What the leader last heard from a data node.
@@ -38,15 +39,15 @@ impl Liveness {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn record(&self, node_id: &str, capacity_bytes: u64, free_bytes: u64, stored_bytes: u64) {
+    pub fn record(&self, node_id: &str, space: &SpaceReport) {
         self.lock().insert(
             node_id.to_string(),
             LiveNode {
                 last_seen: Instant::now(),
                 last_seen_ms: tessera_proto::now_ms(),
-                capacity_bytes,
-                free_bytes,
-                stored_bytes,
+                capacity_bytes: space.capacity_bytes,
+                free_bytes: space.free_bytes,
+                stored_bytes: space.stored_bytes,
                 reserved_bytes: 0,
             },
         );

@@ -29,15 +29,12 @@ pub struct Registration {
     pub node_id: String,
     pub host: String,
     pub grpc_port: u32,
-    pub capacity_bytes: u64,
-    pub free_bytes: u64,
-    /// Bytes of chunks the node stores, by its own count.
-    pub stored_bytes: u64,
+    pub space: SpaceReport,
     pub mac: String,
     pub inventory: Vec<(Uuid, u32)>,
 }
 
-/// What a heartbeat says about a node's space.
+/// What a data node says about its space when it registers or heartbeats.
 pub struct SpaceReport {
     pub capacity_bytes: u64,
     pub free_bytes: u64,
@@ -66,7 +63,7 @@ impl Controller {
         let unchanged = self.state.read().meta.nodes.get(&reg.node_id).is_some_and(|n| {
             n.host == reg.host
                 && n.grpc_port == reg.grpc_port
-                && n.capacity_bytes == reg.capacity_bytes
+                && n.capacity_bytes == reg.space.capacity_bytes
                 && n.mac == reg.mac
                 && matches!(n.health, NodeHealth::Healthy | NodeHealth::Decommissioning | NodeHealth::Removed)
         });
@@ -76,13 +73,13 @@ impl Controller {
                 node_id: reg.node_id.clone(),
                 host: reg.host,
                 grpc_port: reg.grpc_port,
-                capacity_bytes: reg.capacity_bytes,
+                capacity_bytes: reg.space.capacity_bytes,
                 mac: reg.mac,
                 at_ms: tessera_proto::now_ms(),
             })
             .await?;
         }
-        self.liveness.record(&reg.node_id, reg.capacity_bytes, reg.free_bytes, reg.stored_bytes);
+        self.liveness.record(&reg.node_id, &reg.space);
         if is_new {
             // A node joined: spread existing replicas onto it.
             self.rebalance_requested.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -167,7 +164,7 @@ impl Controller {
             Some(NodeHealth::FailedSimulated) => return Ok(HeartbeatReply { delete: Vec::new(), reregister: false }),
             // A removed node still gets its leftovers deleted.
             Some(NodeHealth::Removed) => {}
-            _ => self.liveness.record(node_id, report.capacity_bytes, report.free_bytes, report.stored_bytes),
+            _ => self.liveness.record(node_id, &report),
         }
         if !deleted.is_empty() {
             self.propose(Event::GarbagePurged { node_id: node_id.to_string(), chunks: deleted.clone() }).await?;

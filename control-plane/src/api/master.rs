@@ -91,9 +91,11 @@ impl MasterService for MasterApi {
                 node_id: req.node_id,
                 host: req.host,
                 grpc_port: req.grpc_port,
-                capacity_bytes: req.capacity_bytes,
-                free_bytes: req.free_bytes,
-                stored_bytes: req.stored_bytes,
+                space: SpaceReport {
+                    capacity_bytes: req.capacity_bytes,
+                    free_bytes: req.free_bytes,
+                    stored_bytes: req.stored_bytes,
+                },
                 mac: req.mac,
                 inventory,
             })
