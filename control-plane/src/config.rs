@@ -74,6 +74,15 @@ pub struct Config {
     #[arg(long, env = "TESSERA_ELECTION_TIMEOUT_MAX_MS", default_value_t = 400)]
     pub election_timeout_max_ms: u64,
 
+    /// How long after a heartbeat round to a quorum the leader answers
+    /// linearizable reads without another round (milliseconds; 0: a round
+    /// for every batch of reads). Followers refuse votes for
+    /// --election-timeout-max-ms after a heartbeat, so no other leader can
+    /// appear sooner; at most half of that is allowed, the rest is margin
+    /// for clocks that run at different rates. Default: half of it.
+    #[arg(long, env = "TESSERA_READ_LEASE_MS")]
+    pub read_lease_ms: Option<u64>,
+
     /// Most replica copies (repair, rebalance, drain) in flight per target
     /// node. A copy spends most of its time waiting (a log entry, a cold
     /// read on the source, an fsync on the target), so healing gains from
@@ -108,6 +117,10 @@ impl Config {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
 
+    pub fn read_lease(&self) -> Duration {
+        Duration::from_millis(self.read_lease_ms.unwrap_or(self.election_timeout_max_ms / 2))
+    }
+
     pub fn dead_after(&self) -> Duration {
         Duration::from_millis(self.dead_after_ms)
     }
@@ -140,10 +153,40 @@ impl Config {
         {
             return Err("need raft heartbeat < election timeout min < election timeout max".into());
         }
+        if self.read_lease_ms.is_some_and(|lease| lease.saturating_mul(2) > self.election_timeout_max_ms) {
+            return Err("--read-lease-ms may be at most half of --election-timeout-max-ms".into());
+        }
         let peers = self.peer_map()?;
         if !peers.is_empty() && !peers.contains_key(&self.id) {
             return Err(format!("--peers does not contain this controller's id {}", self.id));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["tessera-controller", "--id", "1"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn the_read_lease_defaults_to_half_the_longest_election_timeout() {
+        assert_eq!(parse(&[]).read_lease(), Duration::from_millis(200));
+        let config = parse(&["--election-timeout-min-ms", "500", "--election-timeout-max-ms", "1000"]);
+        assert_eq!(config.read_lease(), Duration::from_millis(500));
+        assert_eq!(parse(&["--read-lease-ms", "0"]).read_lease(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_read_lease_longer_than_half_the_election_timeout_is_refused() {
+        assert!(parse(&["--read-lease-ms", "200"]).validate().is_ok());
+        let err = parse(&["--read-lease-ms", "201"]).validate().expect_err("too long");
+        assert!(err.contains("--read-lease-ms"), "{err}");
+        assert!(parse(&["--read-lease-ms", &u64::MAX.to_string()]).validate().is_err());
     }
 }

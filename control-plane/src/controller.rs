@@ -21,6 +21,7 @@ use crate::events::{Command, Event};
 use crate::health::Liveness;
 use crate::raft::proposals::ProposalBatcher;
 use crate::raft::read_barrier::ReadBarrier;
+use crate::raft::read_lease::{LeaderView, LeaseKeeper};
 use crate::raft::state_machine::SharedState;
 use crate::raft::{ApplyResult, NodeId, Raft};
 
@@ -49,7 +50,8 @@ impl Controller {
     pub fn new(config: Config, raft: Raft, state: SharedState) -> Arc<Self> {
         let reads = ReadBarrier::spawn({
             let raft = raft.clone();
-            move || confirm_leadership(raft.clone())
+            let lease = Arc::new(Mutex::new(LeaseKeeper::new(config.read_lease())));
+            move || confirm_leadership(raft.clone(), lease.clone())
         });
         let proposals = ProposalBatcher::spawn({
             let raft = raft.clone();
@@ -178,7 +180,8 @@ impl Controller {
     /// Waits until this controller's state reflects every write committed
     /// before the call (read index): a deposed leader cannot serve a stale
     /// view, it answers "not leader" instead. Concurrent reads share one
-    /// confirmation (see [`ReadBarrier`]).
+    /// confirmation (see [`ReadBarrier`]), and a leader holding a lease
+    /// confirms without asking the followers (see [`LeaseKeeper`]).
     pub async fn read_current(&self) -> Result<(), ControllerError> {
         self.reads.wait().await
     }
@@ -188,14 +191,34 @@ async fn append_entry(raft: Raft, entry: Command) -> Result<Vec<ApplyResult>, Co
     raft.client_write(entry).await.map(|response| response.data).map_err(write_error)
 }
 
-async fn confirm_leadership(raft: Raft) -> Result<(), ControllerError> {
+/// One confirmation for a batch of reads that have all arrived: under a
+/// lease, the Raft core's word that this controller still leads in the same
+/// term; otherwise a heartbeat round to a quorum, which may grant a lease.
+async fn confirm_leadership(raft: Raft, lease: Arc<Mutex<LeaseKeeper>>) -> Result<(), ControllerError> {
+    let keeper = || lease.lock().unwrap_or_else(|p| p.into_inner());
+    let before = leader_view(&raft).await?;
+    // The clock is read after the core answered: the lease must still hold
+    // when the core vouched for the leadership.
+    if keeper().covers(&before, tokio::time::Instant::now()) {
+        return Ok(());
+    }
+    keeper().revoke();
+    let started = tokio::time::Instant::now();
     match raft.ensure_linearizable().await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            let after = leader_view(&raft).await?;
+            keeper().round_succeeded(&before, &after, started);
+            Ok(())
+        }
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
             Err(ControllerError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
         }
         Err(e) => Err(ControllerError::Raft(e.to_string())),
     }
+}
+
+async fn leader_view(raft: &Raft) -> Result<LeaderView, ControllerError> {
+    raft.with_raft_state(LeaderView::of).await.map_err(|e| ControllerError::Raft(e.to_string()))
 }
 
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ControllerError {

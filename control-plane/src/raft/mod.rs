@@ -11,6 +11,7 @@ pub mod log_store;
 pub mod network;
 pub mod proposals;
 pub mod read_barrier;
+pub mod read_lease;
 pub mod service;
 pub mod state_machine;
 
