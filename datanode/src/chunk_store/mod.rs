@@ -5,9 +5,11 @@
 //! checksum as an extended attribute ([`xattr`]; a `.crc` sidecar where the
 //! filesystem has none), fsynced, renamed into place, and the directory
 //! fsynced: when `write` returns, the chunk survives a crash. Every read verifies the CRC32C of the
-//! whole chunk before returning a byte. All file work runs on the blocking
-//! pool; the store holds no lock across it.
+//! whole chunk before returning a byte. File work runs on the blocking
+//! pool, except reading a small chunk that is wholly cached
+//! ([`cached_read`]); the store holds no lock across it.
 
+mod cached_read;
 pub mod layout;
 mod xattr;
 
@@ -47,6 +49,24 @@ fn encode_sidecar(crc: u32, size: u64) -> String {
 fn decode_sidecar(text: &str) -> Option<(u32, u64)> {
     let (crc, size) = text.trim().split_once(' ')?;
     Some((u32::from_str_radix(crc, 16).ok()?, size.parse().ok()?))
+}
+
+fn corrupt(name: &str, why: String) -> StoreError {
+    tracing::warn!(chunk = %name, reason = %why, "corrupt chunk");
+    StoreError::Corrupt(name.to_string(), why)
+}
+
+/// A chunk's bytes checked against its checksum record (`<crc> <size>`).
+fn verified(name: &str, data: Vec<u8>, sidecar: &str) -> Result<(Bytes, u32), StoreError> {
+    let (crc, size) = decode_sidecar(sidecar).ok_or_else(|| corrupt(name, "checksum file malformed".into()))?;
+    if data.len() as u64 != size {
+        return Err(corrupt(name, format!("{} bytes on disk, {size} expected", data.len())));
+    }
+    let actual = crc32c(&data);
+    if actual != crc {
+        return Err(corrupt(name, format!("crc32c {actual:08x} on disk, {crc:08x} expected")));
+    }
+    Ok((Bytes::from(data), crc))
 }
 
 fn temp_name(path: &Path) -> PathBuf {
@@ -287,11 +307,13 @@ impl ChunkStore {
 
     /// Reads a whole chunk and verifies it; returns the bytes and CRC32C.
     pub async fn read(&self, file_id: Uuid, index: u32) -> Result<(Bytes, u32), StoreError> {
-        let store = self.clone();
+        let name = format!("{file_id}/{index}");
+        let chunk_path = self.inner.layout.chunk_path(&file_id, index);
+        if let Some((data, attribute)) = cached_read::read_if_cached(&chunk_path) {
+            return verified(&name, data, &String::from_utf8_lossy(&attribute));
+        }
+        let crc_path = self.inner.layout.crc_path(&file_id, index);
         tokio::task::spawn_blocking(move || {
-            let layout = &store.inner.layout;
-            let name = format!("{file_id}/{index}");
-            let chunk_path = layout.chunk_path(&file_id, index);
             let mut data = Vec::new();
             let attribute = match File::open(&chunk_path) {
                 Ok(mut f) => {
@@ -301,24 +323,12 @@ impl ChunkStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(name)),
                 Err(e) => return Err(e.into()),
             };
-            let corrupt = |why: String| {
-                tracing::warn!(chunk = %name, reason = %why, "corrupt chunk");
-                StoreError::Corrupt(name.clone(), why)
-            };
             let sidecar = match attribute {
                 Some(value) => String::from_utf8_lossy(&value).into_owned(),
-                None => fs::read_to_string(layout.crc_path(&file_id, index))
-                    .map_err(|e| corrupt(format!("checksum file unreadable: {e}")))?,
+                None => fs::read_to_string(crc_path)
+                    .map_err(|e| corrupt(&name, format!("checksum file unreadable: {e}")))?,
             };
-            let (crc, size) = decode_sidecar(&sidecar).ok_or_else(|| corrupt("checksum file malformed".into()))?;
-            if data.len() as u64 != size {
-                return Err(corrupt(format!("{} bytes on disk, {size} expected", data.len())));
-            }
-            let actual = crc32c(&data);
-            if actual != crc {
-                return Err(corrupt(format!("crc32c {actual:08x} on disk, {crc:08x} expected")));
-            }
-            Ok((Bytes::from(data), crc))
+            verified(&name, data, &sidecar)
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
