@@ -1,6 +1,6 @@
 //! The controller trio under failure: leader kills under load, follower
 //! catch-up by snapshot, membership changes under load, a paused leader,
-//! and failover times.
+//! a leader cut off from its followers (read leases), and failover times.
 
 mod common;
 
@@ -287,6 +287,53 @@ async fn a_paused_leader_is_replaced_and_serves_nothing_stale() {
     let names: Vec<&str> = page["files"].as_array().unwrap().iter().filter_map(|f| f["name"].as_str()).collect();
     assert!(names.contains(&"during.bin") && names.contains(&"before.bin"), "{names:?}");
     assert!(file["id"].is_string());
+}
+
+/// A leader answers reads under a lease (200 ms after its last heartbeat
+/// round to a quorum, by default): cut off from both followers it must
+/// stop answering soon after, and keep refusing, since a new leader could
+/// be elected once the followers' own lease lapses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_its_followers_stops_serving_reads() {
+    let mut cluster = Cluster::start("lease", opts()).await;
+    let (status, _) = cluster.upload_raw("a.bin", random_bytes(1000, 3)).await;
+    assert_eq!(status, 201);
+    let leader = cluster.leader_id().await;
+    let mut direct = tessera_proto::pb::master_service_client::MasterServiceClient::new(
+        tessera_proto::control_client::lazy_channel(&cluster.ctl_addrs[leader - 1], Duration::from_secs(10)),
+    );
+    let list = tessera_proto::pb::ListFilesRequest { limit: 10, ..Default::default() };
+    direct.list_files(list.clone()).await.expect("the leader reads with its followers up");
+    let followers: Vec<usize> = (1..=3).filter(|&id| id != leader).collect();
+    for &f in &followers {
+        cluster.controllers[f - 1].signal("STOP");
+    }
+    let cut_off = Instant::now();
+    loop {
+        match direct.list_files(list.clone()).await {
+            Ok(_) => assert!(
+                cut_off.elapsed() < Duration::from_secs(10),
+                "the leader still serves reads 10 s after losing both followers"
+            ),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                break;
+            }
+        }
+    }
+    println!("reads refused {:?} after the followers stopped", cut_off.elapsed());
+    for _ in 0..5 {
+        let refused = direct.list_files(list.clone()).await;
+        assert!(refused.is_err(), "a leader without its quorum served a read after refusing one");
+    }
+    for &f in &followers {
+        cluster.controllers[f - 1].signal("CONT");
+    }
+    eventually(Duration::from_secs(30), "reads served again", || {
+        let (mut direct, list) = (direct.clone(), list.clone());
+        async move { direct.list_files(list).await.ok().map(|_| ()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
