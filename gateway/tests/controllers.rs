@@ -248,6 +248,17 @@ async fn grow_to_five_controllers_and_back_under_load() {
     assert_eq!(response.status().as_u16(), 404, "an unknown controller");
 }
 
+/// A client of controller `id` alone (no redirect to the leader).
+fn controller_client(
+    cluster: &Cluster,
+    id: usize,
+) -> tessera_proto::pb::master_service_client::MasterServiceClient<tonic::transport::Channel> {
+    tessera_proto::pb::master_service_client::MasterServiceClient::new(tessera_proto::control_client::lazy_channel(
+        &cluster.ctl_addrs[id - 1],
+        Duration::from_secs(10),
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_leader_is_replaced_and_serves_nothing_stale() {
     let mut cluster = Cluster::start("pause", opts()).await;
@@ -264,10 +275,7 @@ async fn a_paused_leader_is_replaced_and_serves_nothing_stale() {
     // Asked directly, the old leader must not serve its stale view: a
     // linearizable read there either redirects (UNAVAILABLE with the new
     // leader's address) or already sees the new file.
-    let old_addr = cluster.ctl_addrs[leader - 1].clone();
-    let mut direct = tessera_proto::pb::master_service_client::MasterServiceClient::new(
-        tessera_proto::control_client::lazy_channel(&old_addr, Duration::from_secs(10)),
-    );
+    let mut direct = controller_client(&cluster, leader);
     match direct.list_files(tessera_proto::pb::ListFilesRequest { limit: 100, ..Default::default() }).await {
         Ok(reply) => {
             let names: Vec<String> = reply.into_inner().files.into_iter().map(|f| f.name).collect();
@@ -299,9 +307,7 @@ async fn a_leader_cut_off_from_its_followers_stops_serving_reads() {
     let (status, _) = cluster.upload_raw("a.bin", random_bytes(1000, 3)).await;
     assert_eq!(status, 201);
     let leader = cluster.leader_id().await;
-    let mut direct = tessera_proto::pb::master_service_client::MasterServiceClient::new(
-        tessera_proto::control_client::lazy_channel(&cluster.ctl_addrs[leader - 1], Duration::from_secs(10)),
-    );
+    let mut direct = controller_client(&cluster, leader);
     let list = tessera_proto::pb::ListFilesRequest { limit: 10, ..Default::default() };
     direct.list_files(list.clone()).await.expect("the leader reads with its followers up");
     let followers: Vec<usize> = (1..=3).filter(|&id| id != leader).collect();
