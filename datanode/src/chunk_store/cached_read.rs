@@ -3,16 +3,17 @@
 //! File work goes to the blocking pool so a slow disk never stalls the
 //! runtime, but the hop there and back costs two thread wake-ups: for a
 //! 64 KiB chunk in the page cache that was about a quarter of the data
-//! node's CPU per download (0.24-0.27 ms against 0.32-0.37, measured). Linux can
-//! say in advance whether a read would wait for the disk: `openat2` with
-//! `RESOLVE_CACHED` fails with `EAGAIN` unless every path component is in
-//! the dentry cache, and `preadv2` with `RWF_NOWAIT` never sleeps for the
-//! disk: it fails or reads short when a page is not ready. A chunk that passes both is read here; any
-//! other outcome (not cached, too large, an error, an old kernel, a
-//! filesystem without `RWF_NOWAIT`, a checksum kept in a `.crc` sidecar)
-//! returns `None` and the caller reads it on the blocking pool, which also
-//! reports the errors. The checksum attribute is read from the open inode;
-//! values this short live inside the inode on ext4 and XFS.
+//! node's CPU per download (0.24-0.27 ms against 0.32-0.37, measured).
+//! Linux can say in advance whether a read would wait for the disk:
+//! `openat2` with `RESOLVE_CACHED` fails with `EAGAIN` unless every path
+//! component is in the dentry cache, and `preadv2` with `RWF_NOWAIT` never
+//! sleeps for the disk: it fails or reads short when a page is not ready.
+//! A chunk that passes both is read here; any other outcome (not cached,
+//! too large, an error, an old kernel, a filesystem without `RWF_NOWAIT`,
+//! a checksum kept in a `.crc` sidecar) returns `None` and the caller
+//! reads it on the blocking pool, which also reports the errors. The
+//! checksum attribute is read from the open inode; values this short live
+//! inside the inode on ext4 and XFS.
 
 use std::ffi::CString;
 use std::fs::File;
