@@ -216,8 +216,23 @@ fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[Str
     }
 }
 
+/// A loopback port free now, never handed out before by this test process,
+/// and below the kernel's ephemeral range (32768 on). Asking the kernel for
+/// port 0 could give the same port to two services of one cluster started
+/// in a row (seen: a data node could not bind the port another had just
+/// taken, and its cluster never became ready), or one an outgoing
+/// connection takes before the service binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..10_000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 10_000..32_000u16);
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port below the ephemeral range");
 }
 
 fn bin_dir() -> PathBuf {
