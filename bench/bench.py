@@ -39,14 +39,15 @@ def free_port():
 
 
 def free_port_base():
-    """A TESSERA_PORT_BASE whose ports (controllers on BASE+1..3, data nodes
-    on BASE+101..104, see scripts/cluster.sh) are all free now. Bases stay
-    below the kernel's ephemeral range (32768 on), where outgoing
-    connections take their ports."""
+    """A TESSERA_PORT_BASE whose ports (the gateway's HTTP on BASE itself,
+    controllers on BASE+1..3, data nodes on BASE+101..104, see
+    scripts/cluster.sh) are all free now. Bases stay below the kernel's
+    ephemeral range (32768 on), where outgoing connections take their
+    ports."""
     for _ in range(200):
         base = random.randrange(10000, 32000, 200)
         try:
-            for offset in (1, 2, 3, 101, 102, 103, 104):
+            for offset in (0, 1, 2, 3, 101, 102, 103, 104):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", base + offset))
             return base
@@ -175,8 +176,8 @@ def loopback(size):
 # ------------------------------------------------------------------ cluster
 class Cluster:
     def __init__(self, data):
-        self.port = free_port()
         self.base = free_port_base()
+        self.port = self.base
         self.data = data
         env = dict(os.environ, TESSERA_HTTP_PORT=str(self.port), TESSERA_PORT_BASE=str(self.base),
                    TESSERA_DATA_DIR=data, TESSERA_HEARTBEAT_INTERVAL_MS="500", TESSERA_DEAD_AFTER_MS="3000",

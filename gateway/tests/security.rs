@@ -252,7 +252,7 @@ async fn controller_answers(addr: &str, tls: Option<ClientTlsConfig>) -> Result<
         // yet (just after start-up): only the service says that.
         Err(status)
             if status.metadata().get(tessera_proto::LEADER_METADATA_KEY).is_some()
-                || status.message().starts_with("not the leader") =>
+                || tessera_proto::control_client::is_not_leader(&status) =>
         {
             Ok(())
         }

@@ -281,12 +281,18 @@ fn leader_hint(status: &Status) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A controller's own "not the leader" answer (see [`not_leader_status`]),
+/// with or without the leader's address.
+pub fn is_not_leader(status: &Status) -> bool {
+    status.message().starts_with(NOT_LEADER)
+}
+
 /// The controller could not be reached at all (refused, reset, timed out).
 fn is_transport_failure(status: &Status) -> bool {
     status.metadata().get(LEADER_METADATA_KEY).is_none()
         && (matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
             || (matches!(status.code(), Code::Unavailable | Code::Unknown)
-                && !status.message().starts_with("not the leader")
+                && !is_not_leader(status)
                 && !status.message().starts_with("raft:")))
 }
 
@@ -297,11 +303,13 @@ fn is_retryable(status: &Status) -> bool {
         || (status.code() == Code::Unknown && status.message().contains("transport"))
 }
 
+const NOT_LEADER: &str = "not the leader";
+
 /// Builds the UNAVAILABLE status a follower answers with.
 pub fn not_leader_status(leader_addr: Option<&str>) -> Status {
     let mut status = Status::unavailable(match leader_addr {
-        Some(addr) => format!("not the leader; the leader is {addr}"),
-        None => "not the leader and no leader is known yet".to_string(),
+        Some(addr) => format!("{NOT_LEADER}; the leader is {addr}"),
+        None => format!("{NOT_LEADER} and no leader is known yet"),
     });
     if let Some(addr) = leader_addr {
         if let Ok(value) = addr.parse() {
