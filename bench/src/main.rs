@@ -38,7 +38,13 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = match cli.command {
+        // The load generator runs on one thread: it shares the cores with
+        // the cluster it measures, and a second worker only adds wake-ups
+        // across threads to every request.
+        Command::Http(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
     let report = match cli.command {
         Command::Http(args) => runtime.block_on(load::run(args))?,
         Command::Tls(args) => runtime.block_on(tls_probe::run(args))?,
