@@ -12,9 +12,13 @@ use crate::events::Event;
 use crate::meta::NodeHealth;
 
 impl Controller {
-    async fn set_health(&self, node_id: &str, health: NodeHealth) -> Result<(), ControllerError> {
+    /// Logs a node's new health and wakes the repair worker: a dead or
+    /// draining node's chunks are planned now, not at its next tick.
+    pub(crate) async fn set_health(&self, node_id: &str, health: NodeHealth) -> Result<(), ControllerError> {
         self.propose(Event::NodeHealthChanged { node_id: node_id.to_string(), health, at_ms: tessera_proto::now_ms() })
-            .await
+            .await?;
+        self.repair_wanted.notify_one();
+        Ok(())
     }
 
     fn node_health(&self, node_id: &str) -> Result<NodeHealth, ControllerError> {

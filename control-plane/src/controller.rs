@@ -36,6 +36,9 @@ pub struct Controller {
     /// Replica copies under way (file, chunk, target node): a copy that has
     /// landed on the target but is not yet in the log is not garbage.
     pub copies_in_flight: Mutex<HashSet<(Uuid, u32, String)>>,
+    /// A node's health changed: the repair worker rescans at once rather
+    /// than at its next tick.
+    pub repair_wanted: tokio::sync::Notify,
     /// One leadership confirmation per batch of concurrent reads.
     reads: ReadBarrier,
     /// One log entry per batch of concurrent proposals.
@@ -65,6 +68,7 @@ impl Controller {
             liveness: Liveness::default(),
             rebalance_requested: AtomicBool::new(false),
             copies_in_flight: Mutex::new(HashSet::new()),
+            repair_wanted: tokio::sync::Notify::new(),
             reads,
             proposals,
             datanode_channels: ChannelPool::new(std::time::Duration::from_secs(60)),

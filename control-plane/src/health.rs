@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::Controller;
-use crate::events::Event;
 use crate::meta::NodeHealth;
 use crate::nodes::SpaceReport;
 use crate::placement::NodeLoad;
@@ -167,9 +166,7 @@ pub async fn run_health_sweep(controller: std::sync::Arc<Controller>, shutdown: 
         };
         for node_id in drained {
             tracing::info!(node = %node_id, "data node drained: removed");
-            let event =
-                Event::NodeHealthChanged { node_id, health: NodeHealth::Removed, at_ms: tessera_proto::now_ms() };
-            if let Err(e) = controller.propose(event).await {
+            if let Err(e) = controller.set_health(&node_id, NodeHealth::Removed).await {
                 tracing::warn!(error = %e, "could not record a removal");
             }
         }
@@ -185,8 +182,7 @@ pub async fn run_health_sweep(controller: std::sync::Arc<Controller>, shutdown: 
             );
             if next != health {
                 tracing::info!(node = %node_id, from = health.as_str(), to = next.as_str(), "data node health changed");
-                let event = Event::NodeHealthChanged { node_id, health: next, at_ms: tessera_proto::now_ms() };
-                if let Err(e) = controller.propose(event).await {
+                if let Err(e) = controller.set_health(&node_id, next).await {
                     tracing::warn!(error = %e, "could not record a health change");
                 }
             }

@@ -201,6 +201,7 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(REPAIR_TICK) => {}
             _ = copy_done.notified() => {}
+            _ = controller.repair_wanted.notified() => scanned_at = None,
         }
         if !controller.is_leader() {
             backlog.clear();
@@ -220,7 +221,10 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
                 backlog = chunks_wanting_repair(&state.meta, &busy_chunks);
                 scanned_at = Some(Instant::now());
             }
-            plan_jobs(&state.meta, &healthy, &backlog, &busy_chunks, &busy.targets, per_node_limit, 256)
+            // Copies whose target has answered but whose replica is not in
+            // the log yet hold no target slot; this bounds them too.
+            let room = (2 * per_node_limit * healthy.len()).saturating_sub(busy.chunks.len()).min(256);
+            plan_jobs(&state.meta, &healthy, &backlog, &busy_chunks, &busy.targets, per_node_limit, room)
         };
         let dispatched: HashSet<ChunkKey> = jobs.iter().map(|j| (j.file_id, j.index)).collect();
         backlog.retain(|key| !dispatched.contains(key));
@@ -236,12 +240,24 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
             tokio::spawn(async move {
                 let key = (job.file_id, job.index);
                 let target = job.target.clone();
-                let copied = copy_replica(&controller, job).await;
-                let mut busy = in_flight.lock().await;
-                busy.chunks.remove(&key);
-                if let Some(n) = busy.targets.get_mut(&target) {
-                    *n = n.saturating_sub(1);
-                }
+                // The target's slot is free once it has answered: waiting
+                // for the replica's log entry too held every slot ~100 ms
+                // longer while healing (the disk the log is synced to is the
+                // one the copies keep busy). The chunk stays busy until then.
+                let target_answered = || {
+                    let in_flight = in_flight.clone();
+                    let copy_done = copy_done.clone();
+                    async move {
+                        let mut busy = in_flight.lock().await;
+                        if let Some(n) = busy.targets.get_mut(&target) {
+                            *n = n.saturating_sub(1);
+                        }
+                        drop(busy);
+                        copy_done.notify_one();
+                    }
+                };
+                let copied = copy_replica(&controller, job, target_answered).await;
+                in_flight.lock().await.chunks.remove(&key);
                 // A failed copy waits for the tick: retrying it at once
                 // would spin on a source or target that is down.
                 if copied {
@@ -253,10 +269,16 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
 }
 
 /// One copy as a logged task: started, copied and verified by the target,
-/// replica committed, finished. Returns whether the copy landed, as soon
-/// as the new replica is in the log; the task's end is recorded after
-/// that, without holding up the next copy.
-pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob) -> bool {
+/// replica committed, finished. `target_answered` runs as soon as the
+/// target has replied, success or not (its work on the copy is over).
+/// Returns whether the copy landed, as soon as the new replica is in the
+/// log; the task's end is recorded after that, without holding up the next
+/// copy.
+pub async fn copy_replica<F, Fut>(controller: &Arc<Controller>, job: RepairJob, target_answered: F) -> bool
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let kind = job.kind;
     let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
     let started = Event::TaskStarted {
@@ -285,7 +307,12 @@ pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob) -> bool 
     // The task is logged while the target copies (not before): a copy
     // waits for one log entry less. The replica is only recorded once
     // both are done.
-    let (logged, copied) = tokio::join!(controller.propose(started), client.replicate_chunk(request));
+    let copying = async {
+        let reply = client.replicate_chunk(request).await;
+        target_answered().await;
+        reply
+    };
+    let (logged, copied) = tokio::join!(controller.propose(started), copying);
     if let Err(e) = logged {
         // Not the leader any more, say: what the target stored is garbage
         // its next inventory reports.
