@@ -84,6 +84,26 @@ def fsync_write(path, size):
     return size / MIB / (time.perf_counter() - start)
 
 
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def run_threads(threads, work):
+    """Runs `work(t)` for t in 0..threads, all at once; returns the seconds
+    until the last one finished."""
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - start
+
+
 def fsync_small_files(directory, count, threads=16, size=64 * 1024):
     """Durable creations of new 64 KiB files, `threads` at a time, laid out
     as the spec lays out chunks (`<node>/<file_id>/<index>.chk`: a new
@@ -94,13 +114,6 @@ def fsync_small_files(directory, count, threads=16, size=64 * 1024):
     interpreter's own user time left out)."""
     data = os.urandom(size)
     per_thread = count // threads
-
-    def fsync_dir(path):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def work(t):
         node = os.path.join(directory, f"t{t}")
@@ -119,14 +132,8 @@ def fsync_small_files(directory, count, threads=16, size=64 * 1024):
             fsync_dir(file_dir)
             fsync_dir(node)
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
     system_before = os.times().system
-    start = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - start
+    elapsed = run_threads(threads, work)
     files = per_thread * threads
     kernel_ms = (os.times().system - system_before) * 1000 / files
     shutil.rmtree(directory, ignore_errors=True)
@@ -181,23 +188,10 @@ def disk_copy(directory, files, threads=16, size=4 * MIB):
             tmp = os.path.join(dst, f".{i}.tmp")
             write_direct(tmp, buf)
             os.rename(tmp, os.path.join(dst, str(i)))
-            fd = os.open(dst, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(dst)
 
-    def run(work):
-        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-        start = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        return time.perf_counter() - start
-
-    run(fill)
-    elapsed = run(copy)
+    run_threads(threads, fill)
+    elapsed = run_threads(threads, copy)
     shutil.rmtree(directory, ignore_errors=True)
     return files * size / MIB / elapsed
 
