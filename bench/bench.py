@@ -34,12 +34,6 @@ ADMIN_PASSWORD = "bench-admin-password"
 REPEATS = 3
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def free_port_base():
     """A TESSERA_PORT_BASE whose ports (the gateway's HTTP on BASE itself,
     controllers on BASE+1..3, data nodes on BASE+101..104, see
@@ -210,10 +204,10 @@ def page_cache_read(path):
 
 def loopback(size):
     """One TCP stream between two processes (a child sends, we receive)."""
-    port = free_port()
     server = socket.socket()
-    server.bind(("127.0.0.1", port))
+    server.bind(("127.0.0.1", 0))
     server.listen(1)
+    port = server.getsockname()[1]
     sender = subprocess.Popen([sys.executable, "-c", (
         "import socket,sys\n"
         f"s=socket.create_connection(('127.0.0.1',{port}))\n"

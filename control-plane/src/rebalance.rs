@@ -163,7 +163,7 @@ pub async fn run_rebalance_worker(controller: Arc<Controller>, shutdown: Cancell
             let Ok(permit) = copies.clone().acquire_owned().await else { return };
             let controller = controller.clone();
             running.push(tokio::spawn(async move {
-                copy_replica(&controller, job, || async {}).await;
+                copy_replica(&controller, job, || {}).await;
                 drop(permit);
             }));
         }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -176,15 +175,20 @@ pub fn plan_jobs(
 }
 
 /// Copies in flight, so a chunk is never scheduled twice and each target
-/// gets at most `per_node_limit` at once.
+/// gets at most `per_node_limit` at once. Behind a plain mutex: it is never
+/// held across an await.
 #[derive(Default)]
 struct InFlight {
     chunks: HashSet<ChunkKey>,
     targets: HashMap<String, usize>,
 }
 
+fn lock(in_flight: &std::sync::Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
+    in_flight.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: CancellationToken) {
-    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let in_flight = Arc::new(std::sync::Mutex::new(InFlight::default()));
     let per_node_limit = controller.config.repair_copies_per_node.max(1);
     // A finished copy frees a slot: plan the next one at once instead of at
     // the next tick (a tick-paced planner capped healing at slots / tick,
@@ -209,9 +213,14 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
             continue;
         }
         let jobs = {
-            let busy = in_flight.lock().await;
+            // A snapshot, so the scan below holds no lock the copies need;
+            // they only free slots meanwhile, and only this loop adds.
+            let (mut busy_chunks, busy_targets) = {
+                let busy = lock(&in_flight);
+                (busy.chunks.clone(), busy.targets.clone())
+            };
+            let copies_under_way = busy_chunks.len();
             // Chunks another worker (rebalance) is copying right now are left alone.
-            let mut busy_chunks = busy.chunks.clone();
             busy_chunks.extend(
                 controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(f, i, _)| (*f, *i)),
             );
@@ -223,17 +232,19 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
             }
             // Copies whose target has answered but whose replica is not in
             // the log yet hold no target slot; this bounds them too.
-            let room = (2 * per_node_limit * healthy.len()).saturating_sub(busy.chunks.len()).min(256);
-            plan_jobs(&state.meta, &healthy, &backlog, &busy_chunks, &busy.targets, per_node_limit, room)
+            let room = (2 * per_node_limit * healthy.len()).saturating_sub(copies_under_way).min(256);
+            plan_jobs(&state.meta, &healthy, &backlog, &busy_chunks, &busy_targets, per_node_limit, room)
         };
         let dispatched: HashSet<ChunkKey> = jobs.iter().map(|j| (j.file_id, j.index)).collect();
         backlog.retain(|key| !dispatched.contains(key));
-        for job in jobs {
-            {
-                let mut busy = in_flight.lock().await;
+        {
+            let mut busy = lock(&in_flight);
+            for job in &jobs {
                 busy.chunks.insert((job.file_id, job.index));
                 *busy.targets.entry(job.target.clone()).or_default() += 1;
             }
+        }
+        for job in jobs {
             let controller = controller.clone();
             let in_flight = in_flight.clone();
             let copy_done = copy_done.clone();
@@ -245,19 +256,13 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
                 // longer while healing (the disk the log is synced to is the
                 // one the copies keep busy). The chunk stays busy until then.
                 let target_answered = || {
-                    let in_flight = in_flight.clone();
-                    let copy_done = copy_done.clone();
-                    async move {
-                        let mut busy = in_flight.lock().await;
-                        if let Some(n) = busy.targets.get_mut(&target) {
-                            *n = n.saturating_sub(1);
-                        }
-                        drop(busy);
-                        copy_done.notify_one();
+                    if let Some(n) = lock(&in_flight).targets.get_mut(&target) {
+                        *n = n.saturating_sub(1);
                     }
+                    copy_done.notify_one();
                 };
                 let copied = copy_replica(&controller, job, target_answered).await;
-                in_flight.lock().await.chunks.remove(&key);
+                lock(&in_flight).chunks.remove(&key);
                 // A failed copy waits for the tick: retrying it at once
                 // would spin on a source or target that is down.
                 if copied {
@@ -274,11 +279,7 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
 /// Returns whether the copy landed, as soon as the new replica is in the
 /// log; the task's end is recorded after that, without holding up the next
 /// copy.
-pub async fn copy_replica<F, Fut>(controller: &Arc<Controller>, job: RepairJob, target_answered: F) -> bool
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob, target_answered: impl FnOnce()) -> bool {
     let kind = job.kind;
     let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
     let started = Event::TaskStarted {
@@ -309,7 +310,7 @@ where
     // both are done.
     let copying = async {
         let reply = client.replicate_chunk(request).await;
-        target_answered().await;
+        target_answered();
         reply
     };
     let (logged, copied) = tokio::join!(controller.propose(started), copying);
