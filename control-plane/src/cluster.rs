@@ -1,6 +1,8 @@
 //! Cluster views for operators: data nodes with live figures, replication
 //! statistics, usage and the controllers with their Raft roles.
 
+use std::collections::BTreeMap;
+
 use openraft::ServerState;
 use tessera_proto::pb;
 
@@ -13,10 +15,12 @@ impl Controller {
     pub async fn list_nodes(&self) -> Result<Vec<pb::NodeInfo>, ControllerError> {
         self.ensure_leader()?;
         let state = self.state.read();
-        let replicas = state.meta.replicas_per_node();
-        Ok(state
-            .meta
-            .nodes
+        Ok(self.node_infos(&state.meta, &state.meta.replicas_per_node()))
+    }
+
+    /// Each data node with its live figures from the latest heartbeat.
+    fn node_infos(&self, meta: &MetaState, replicas: &BTreeMap<&str, u64>) -> Vec<pb::NodeInfo> {
+        meta.nodes
             .values()
             .map(|n| {
                 let live = self.liveness.get(&n.node_id);
@@ -36,15 +40,16 @@ impl Controller {
                     chunks: replicas.get(n.node_id.as_str()).copied().unwrap_or(0),
                 }
             })
-            .collect())
+            .collect()
     }
 
     pub async fn summary(&self) -> Result<pb::ClusterSummary, ControllerError> {
         self.read_current().await?;
-        let nodes = self.list_nodes().await?;
+        self.ensure_leader()?;
         let state = self.state.read();
-        let stats = state.meta.replication_stats();
-        let usage = state.meta.usage("");
+        let overview = state.meta.overview();
+        let nodes = self.node_infos(&state.meta, &overview.replicas_per_node);
+        let (stats, usage) = (overview.replication, overview.usage);
         let mut summary = pb::ClusterSummary {
             chunks_total: stats.total,
             chunks_fully_replicated: stats.fully_replicated,

@@ -77,7 +77,29 @@ fn main() -> anyhow::Result<()> {
     tessera_proto::config::load_config_file()?;
     let config = Config::parse();
     tessera_proto::ids::validate_node_id(&config.node_id)?;
+    keep_chunk_buffers(config.write_buffer_mib);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+}
+
+/// Chunk-sized blocks (4 MiB) come and go with every write, read and
+/// copy. glibc serves them from fresh mappings, or returns them to the
+/// kernel soon after they are freed, so each chunk's buffer was faulted in
+/// and zeroed again page by page (clear_page: 7 % of the CPU samples of a
+/// heal, 4 % with this). They stay in the heap instead; the write budget
+/// and the copies in flight bound what that keeps.
+fn keep_chunk_buffers(write_buffer_mib: u32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let keep_bytes = i32::try_from(u64::from(write_buffer_mib) << 20).unwrap_or(i32::MAX);
+        // SAFETY: mallopt only changes the allocator's thresholds; it is
+        // called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, keep_bytes);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = write_buffer_mib;
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -49,7 +49,8 @@ impl Scrubber {
                 break;
             }
             let Ok(id) = layout::file_id(&chunk.file_id) else { continue };
-            match self.store.read(id, chunk.index).await {
+            // Read once: a scrub pass must not push what users read out of the page cache.
+            match self.store.read_once(id, chunk.index).await {
                 Ok(_) => {}
                 Err(StoreError::Corrupt(name, reason)) => {
                     corrupt += 1;

@@ -169,7 +169,11 @@ impl StorageService for StorageApi {
         let req = request.into_inner();
         let id = file_id(&req.file_id)?;
         // Verified in full before the first byte goes out.
-        let (data, crc) = self.store.read(id, req.index).await?;
+        let (data, crc) = if req.read_once {
+            self.store.read_once(id, req.index).await?
+        } else {
+            self.store.read(id, req.index).await?
+        };
         let header = pb::ChunkHeader { file_id: req.file_id, index: req.index, size: data.len() as u64, crc32c: crc };
         // The chunk is in memory already: its pieces are slices of it, sent
         // as the transport takes them (no task or channel per download).
@@ -219,7 +223,11 @@ impl StorageService for StorageApi {
         let mut source = StorageServiceClient::new(self.peers.channel(&req.source_addr))
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         let mut stream = source
-            .download_chunk(pb::DownloadChunkRequest { file_id: req.file_id.clone(), index: req.index })
+            .download_chunk(pb::DownloadChunkRequest {
+                file_id: req.file_id.clone(),
+                index: req.index,
+                read_once: true,
+            })
             .await
             .map_err(|s| Status::unavailable(format!("source {}: {}", req.source_addr, s.message())))?
             .into_inner();

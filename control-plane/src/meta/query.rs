@@ -29,6 +29,16 @@ pub struct Usage {
     pub stored_bytes: u64,
 }
 
+/// The cluster-wide counts of [`MetaState::overview`].
+#[derive(Debug, Default)]
+pub struct Overview<'a> {
+    pub replicas_per_node: BTreeMap<&'a str, u64>,
+    /// Of committed files.
+    pub replication: ReplicationStats,
+    /// Of everyone's committed files.
+    pub usage: Usage,
+}
+
 /// Listing order is newest first; a cursor is the sort key of the last file
 /// of the previous page.
 type SortKey = (i64, Uuid);
@@ -86,15 +96,9 @@ impl MetaState {
 
     /// Replicas held per node (committed and uploading files alike: both use disk).
     pub fn replicas_per_node(&self) -> BTreeMap<&str, u64> {
-        // A B-tree over a handful of node ids: a few short compares per
-        // replica instead of a SipHash (this runs over every replica).
-        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut counts = BTreeMap::new();
         for file in self.files.values() {
-            for chunk in file.chunks.values() {
-                for node in &chunk.replicas {
-                    *counts.entry(node.as_str()).or_default() += 1;
-                }
-            }
+            count_replicas(&mut counts, file);
         }
         counts
     }
@@ -104,23 +108,43 @@ impl MetaState {
     pub fn replication_stats(&self) -> ReplicationStats {
         let mut stats = ReplicationStats::default();
         for file in self.files.values().filter(|f| f.state == FileState::Committed) {
-            for chunk in file.chunks.values() {
-                let live = chunk
-                    .replicas
-                    .iter()
-                    .filter(|n| self.nodes.get(*n).is_some_and(|node| node.health.holds_live_replicas()))
-                    .count() as u32;
-                stats.total += 1;
-                if live == 0 {
-                    stats.lost += 1;
-                } else if live < file.replication {
-                    stats.under_replicated += 1;
-                } else {
-                    stats.fully_replicated += 1;
-                }
-            }
+            self.count_replication(&mut stats, file);
         }
         stats
+    }
+
+    /// Everything the cluster summary counts, in one pass over the files:
+    /// the summary is polled (by the admin dashboard, and while healing)
+    /// and its scan holds the state's read lock, which applying the log
+    /// waits for.
+    pub fn overview(&self) -> Overview<'_> {
+        let mut overview = Overview::default();
+        for file in self.files.values() {
+            count_replicas(&mut overview.replicas_per_node, file);
+            if file.state == FileState::Committed {
+                self.count_replication(&mut overview.replication, file);
+                count_usage(&mut overview.usage, file);
+            }
+        }
+        overview
+    }
+
+    fn count_replication(&self, stats: &mut ReplicationStats, file: &FileRecord) {
+        for chunk in file.chunks.values() {
+            let live = chunk
+                .replicas
+                .iter()
+                .filter(|n| self.nodes.get(*n).is_some_and(|node| node.health.holds_live_replicas()))
+                .count() as u32;
+            stats.total += 1;
+            if live == 0 {
+                stats.lost += 1;
+            } else if live < file.replication {
+                stats.under_replicated += 1;
+            } else {
+                stats.fully_replicated += 1;
+            }
+        }
     }
 
     /// What committed files take, of `owner` (of everyone if empty).
@@ -129,18 +153,33 @@ impl MetaState {
         for file in
             self.files.values().filter(|f| f.state == FileState::Committed && (owner.is_empty() || f.owner == owner))
         {
-            usage.files += 1;
-            usage.bytes += file.size;
-            usage.stored_bytes += file.chunks.values().map(|c| c.size * c.replicas.len() as u64).sum::<u64>();
+            count_usage(&mut usage, file);
         }
         usage
     }
+}
+
+// A B-tree over a handful of node ids: a few short compares per replica
+// instead of a SipHash (this runs over every replica).
+fn count_replicas<'a>(counts: &mut BTreeMap<&'a str, u64>, file: &'a FileRecord) {
+    for chunk in file.chunks.values() {
+        for node in &chunk.replicas {
+            *counts.entry(node.as_str()).or_default() += 1;
+        }
+    }
+}
+
+fn count_usage(usage: &mut Usage, file: &FileRecord) {
+    usage.files += 1;
+    usage.bytes += file.size;
+    usage.stored_bytes += file.chunks.values().map(|c| c.size * c.replicas.len() as u64).sum::<u64>();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::events::Event;
+    use crate::meta::NodeHealth;
 
     fn committed(state: &mut MetaState, name: &str, at_ms: i64) -> Uuid {
         let file_id = Uuid::now_v7();
@@ -183,5 +222,58 @@ mod tests {
         let alpha = s.list_files("", "ALPHA", 10, None).unwrap();
         assert_eq!(alpha.files.len(), 2);
         assert!(s.list_files("", "", 10, Some("garbage")).is_err());
+    }
+
+    #[test]
+    fn the_overview_counts_what_the_separate_queries_count() {
+        let mut s = MetaState::default();
+        for node in ["a", "b", "c"] {
+            let event = Event::NodeRegistered {
+                node_id: node.into(),
+                host: "127.0.0.1".into(),
+                grpc_port: 1,
+                capacity_bytes: 1 << 30,
+                mac: String::new(),
+                at_ms: 1,
+            };
+            s.apply(&event).unwrap();
+        }
+        s.apply(&Event::NodeHealthChanged { node_id: "c".into(), health: NodeHealth::Dead, at_ms: 2 }).unwrap();
+        let mut file = |name: &str, replicas: &[&str], commit: bool| {
+            let file_id = Uuid::now_v7();
+            let created = Event::FileCreated {
+                file_id,
+                name: name.into(),
+                chunk_size: 4,
+                replication: 2,
+                at_ms: 3,
+                owner: String::new(),
+            };
+            s.apply(&created).unwrap();
+            let replicas: Vec<String> = replicas.iter().map(|r| r.to_string()).collect();
+            for index in 0..2 {
+                s.apply(&Event::ChunkStored { file_id, index, size: 4, crc32c: 7, replicas: replicas.clone() })
+                    .unwrap();
+            }
+            if commit {
+                s.apply(&Event::FileCommitted { file_id, size: 8, total_chunks: 2, checksum: "x".into(), at_ms: 4 })
+                    .unwrap();
+            }
+        };
+        file("full", &["a", "b"], true);
+        file("under", &["a", "c"], true);
+        file("lost", &["c"], true);
+        file("uploading", &["b", "c"], false);
+
+        let overview = s.overview();
+        assert_eq!(overview.replicas_per_node, s.replicas_per_node());
+        assert_eq!(overview.replication, s.replication_stats());
+        assert_eq!(overview.usage, s.usage(""));
+        assert_eq!(
+            overview.replication,
+            ReplicationStats { total: 6, fully_replicated: 2, under_replicated: 2, lost: 2 }
+        );
+        assert_eq!(overview.replicas_per_node, BTreeMap::from([("a", 4), ("b", 4), ("c", 6)]));
+        assert_eq!(overview.usage, Usage { files: 3, bytes: 24, stored_bytes: 40 });
     }
 }

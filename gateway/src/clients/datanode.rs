@@ -51,7 +51,7 @@ pub async fn download_chunk(
     max_size: u64,
 ) -> Result<Bytes, Status> {
     let mut stream = client(pool, addr)
-        .download_chunk(pb::DownloadChunkRequest { file_id: file_id.to_string(), index })
+        .download_chunk(pb::DownloadChunkRequest { file_id: file_id.to_string(), index, read_once: false })
         .await?
         .into_inner();
     let header = match stream.next().await {

@@ -21,6 +21,9 @@ use crate::state::AppState;
 pub struct UploadParams {
     /// The file's name (for a raw body): at most 255 bytes, no '/', '\\',
     /// '..' or control characters.
+    // The pattern says the same without look-ahead, which not every OpenAPI
+    // tool supports: no two dots in a row, and not "." alone.
+    #[param(min_length = 1, max_length = 255, pattern = r"^\.?(?:[^./\\\x00-\x1f\x7f-\x9f]\.?)+$")]
     name: Option<String>,
 }
 

@@ -96,4 +96,42 @@ mod tests {
         let files = doc.paths.paths.get("/api/files").and_then(|p| p.get.as_ref()).expect("files");
         assert!(files.security.is_none(), "inherits the global bearer/session requirement");
     }
+
+    /// The schema's pattern for an upload's name agrees with the check the
+    /// gateway applies, so API fuzzers and generated clients send names the
+    /// gateway takes.
+    #[test]
+    fn the_documented_name_pattern_matches_the_names_accepted() {
+        let doc = serde_json::to_value(spec()).expect("json");
+        let params = doc["paths"]["/api/files"]["post"]["parameters"].as_array().expect("parameters");
+        let name = params.iter().find(|p| p["name"] == "name").expect("name parameter");
+        let pattern = name["schema"]["pattern"].as_str().expect("pattern");
+        let re = regex::Regex::new(pattern).expect("a pattern without look-around");
+        let long = "x".repeat(255);
+        for candidate in [
+            "a",
+            "report.pdf",
+            ".hidden",
+            "a.",
+            ".a.",
+            "a.b.c",
+            "ünïcödé ✓",
+            long.as_str(),
+            "",
+            ".",
+            "..",
+            "a..b",
+            "../x",
+            "a/b",
+            "a\\b",
+            "a\0b",
+            "tab\there",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
+            let fits = re.is_match(candidate) && candidate.chars().count() <= 255;
+            let accepted = tessera_proto::ids::validate_file_name(candidate).is_ok();
+            assert_eq!(fits, accepted, "{candidate:?}");
+        }
+    }
 }
