@@ -131,9 +131,7 @@ impl ChunkBuffer {
         self.bytes.resize(self.start + padded, 0);
         Some(&self.bytes[self.start..])
     }
-}
 
-impl ChunkBuffer {
     /// Room for `size` bytes in whole blocks, block-aligned (zeroed), for
     /// an `O_DIRECT` read; an empty buffer must have the capacity for it.
     fn padded_to_blocks_of(&mut self, size: usize) -> &mut [u8] {
@@ -367,10 +365,11 @@ impl ChunkStore {
     }
 
     /// [`Self::read`] for bytes wanted once (a replica copy, a scrub): a
-    /// large chunk is read with `O_DIRECT`, straight from the disk into the
-    /// buffer. Through the page cache, the kernel's copy out of it and the
-    /// pages it fills took a sixth of a data node's CPU while healing, for
-    /// data nobody reads again soon; and what users do read stays cached.
+    /// chunk not already in memory is read with `O_DIRECT`, straight from
+    /// the disk into the buffer. Through the page cache, the kernel's copy
+    /// out of it and the pages it fills took a sixth of a data node's CPU
+    /// while healing, for data nobody reads again soon; and what users do
+    /// read stays cached.
     pub async fn read_once(&self, file_id: Uuid, index: u32) -> Result<(Bytes, u32), StoreError> {
         self.read_chunk(file_id, index, true).await
     }
