@@ -9,7 +9,7 @@
 // POST /api/auth/login.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -140,7 +140,7 @@ async function startCluster() {
     await stop();
     throw e;
   }
-  return { url, stop, output: () => output };
+  return { url, stop, output: () => output, logs: join(dataDir, 'logs') };
 }
 
 async function test(name, fn) {
@@ -152,6 +152,24 @@ async function test(name, fn) {
   } catch (e) {
     results.push({ name, ok: false, error: e });
     console.log(`FAIL ${name}: ${e.stack ?? e}`);
+    await diagnose();
+  }
+}
+
+/** What the cluster says of itself when a test fails: its data nodes'
+ * health and the last lines of each service's log. */
+async function diagnose() {
+  try {
+    const { nodes } = await (await asAdmin('/admin/nodes')).json();
+    console.log('     data nodes: ' + nodes.map((n) => `${n.node_id} ${n.health} (${n.chunks} chunks)`).join(', '));
+  } catch (e) {
+    console.log(`     data nodes: not available (${e.message ?? e})`);
+  }
+  // scripts/cluster.sh logs each service to <data>/logs/<service>.log.
+  for (const file of cluster.logs && existsSync(cluster.logs) ? readdirSync(cluster.logs).sort() : []) {
+    const text = readFileSync(join(cluster.logs, file), 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+    const lines = text.trim().split('\n').slice(-12);
+    console.log(`     ${file}, last lines:\n` + lines.map((line) => '     | ' + line).join('\n'));
   }
 }
 
