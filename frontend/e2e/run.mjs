@@ -37,15 +37,30 @@ const alice = { username: 'alice', password: randomBytes(12).toString('base64url
 // dashboards asking "who is signed in?" while nobody is, and a wrong password.
 const EXPECTED_401 = ['/api/auth/me', '/api/auth/login'];
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+/** Whether 127.0.0.1:`port` can be listened on now. */
+function portFree(port) {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/** A TESSERA_PORT_BASE whose ports are all free now: the gateway's HTTP on
+ * BASE itself, controllers on BASE+1..3, data nodes on BASE+101..105 (the
+ * fifth is the one the admin test adds; see scripts/cluster.sh). Bases stay
+ * below the kernel's ephemeral range (32768 on), where outgoing connections
+ * take their ports: a data node whose port an outgoing connection held could
+ * not listen, and the cluster came up with three healthy nodes of four. */
+async function freePortBase() {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 10000 + 200 * Math.floor(Math.random() * 110);
+    const ports = [0, 1, 2, 3, 101, 102, 103, 104, 105].map((offset) => base + offset);
+    let free = true;
+    for (const port of ports) free = free && (await portFree(port));
+    if (free) return base;
+  }
+  throw new Error('no free range of ports for the cluster');
 }
 
 async function poll(what, check, timeoutMs = 60000) {
@@ -93,7 +108,7 @@ async function adminToken(url) {
 
 async function startCluster() {
   if (process.env.TESSERA_URL) return { url: process.env.TESSERA_URL.replace(/\/+$/, ''), stop: async () => {}, output: () => '' };
-  const port = await freePort();
+  const base = await freePortBase();
   const dataDir = mkdtempSync(join(tmpdir(), 'tessera-e2e-'));
   const child = spawn(join(root, 'scripts', 'cluster.sh'), [], {
     cwd: root,
@@ -101,8 +116,8 @@ async function startCluster() {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env,
-      TESSERA_HTTP_PORT: String(port),
-      TESSERA_PORT_BASE: String(20000 + (port % 20000)),
+      TESSERA_HTTP_PORT: String(base),
+      TESSERA_PORT_BASE: String(base),
       TESSERA_DATA_DIR: dataDir,
       TESSERA_STATIC_DIR: join(root, 'frontend', 'dist'),
       TESSERA_HEARTBEAT_INTERVAL_MS: '300',
@@ -113,7 +128,7 @@ async function startCluster() {
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://127.0.0.1:${base}`;
   const stop = async () => {
     try {
       process.kill(-child.pid, 'SIGTERM');
