@@ -64,7 +64,23 @@ struct Config {
 fn main() -> anyhow::Result<()> {
     tessera_proto::config::load_config_file()?;
     let config = Config::parse();
+    few_allocator_arenas();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+}
+
+/// The gateway's memory is bounded by design (chunks in flight per upload,
+/// the download window), but glibc gives each thread that allocates at the
+/// same time an arena of its own (up to eight per core, the hashing
+/// threads included), and each arena keeps what was freed in it: the peak
+/// RSS of a 1 GiB upload and download was 129-132 MiB with the default,
+/// 84-94 MiB with two arenas, at the same speed.
+fn few_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's settings; it is called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
