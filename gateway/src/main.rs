@@ -72,8 +72,8 @@ fn main() -> anyhow::Result<()> {
 /// the download window), but glibc gives each thread that allocates at the
 /// same time an arena of its own (up to eight per core, the hashing
 /// threads included), and each arena keeps what was freed in it: the peak
-/// RSS of a 1 GiB upload and download was 129-132 MiB with the default,
-/// 84-94 MiB with two arenas, at the same speed.
+/// RSS of a 1 GiB upload and download was 91-133 MiB with the default,
+/// 84-99 MiB with two arenas, at the same speed.
 fn few_allocator_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's settings; it is called
