@@ -35,7 +35,8 @@ pub struct ChunkStore {
 
 struct Inner {
     layout: Layout,
-    /// Large chunks are written with `O_DIRECT` (see [`create_chunk_file`]).
+    /// Large chunks are written with `O_DIRECT` (see [`create_chunk_file`]),
+    /// chunks read once read with it (see [`read_chunk_file`]).
     direct_io: AtomicBool,
     chunk_count: AtomicU64,
     used_bytes: AtomicU64,
@@ -91,6 +92,11 @@ const DIRECT_IO_MIN_BYTES: usize = 1024 * 1024;
 /// multiples of this (the largest logical block size in common use).
 const DIRECT_IO_ALIGN: usize = 4096;
 
+/// `len` bytes rounded up to whole `O_DIRECT` blocks.
+fn whole_blocks(len: usize) -> usize {
+    len.div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN
+}
+
 /// A chunk's bytes as they arrive, laid out so that `O_DIRECT` writes them
 /// without another copy: the first byte is block-aligned and there is room
 /// for the zero padding up to a whole block.
@@ -124,7 +130,7 @@ impl ChunkBuffer {
     /// The chunk zero-padded to whole blocks, or `None` if its start is no
     /// longer aligned (a buffer that outgrew its capacity moved).
     fn padded_to_blocks(&mut self) -> Option<&[u8]> {
-        let padded = self.len().div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
+        let padded = whole_blocks(self.len());
         if self.as_slice().as_ptr().align_offset(DIRECT_IO_ALIGN) != 0 {
             return None;
         }
@@ -135,8 +141,7 @@ impl ChunkBuffer {
     /// Room for `size` bytes in whole blocks, block-aligned (zeroed), for
     /// an `O_DIRECT` read; an empty buffer must have the capacity for it.
     fn padded_to_blocks_of(&mut self, size: usize) -> &mut [u8] {
-        let padded = size.div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
-        self.bytes.resize(self.start + padded, 0);
+        self.bytes.resize(self.start + whole_blocks(size), 0);
         &mut self.bytes[self.start..]
     }
 
@@ -200,9 +205,10 @@ fn write_direct(mut file: &File, data: &mut ChunkBuffer) -> std::io::Result<()> 
 
 /// A chunk file's bytes and its checksum attribute, both from one open
 /// file (a chunk rewritten meanwhile is replaced by rename, never mixed).
-/// `direct`: read with `O_DIRECT` where the filesystem allows it.
-fn read_chunk_file(path: &Path, direct: bool) -> std::io::Result<(Bytes, Option<Vec<u8>>)> {
-    if direct {
+/// `direct`: read with `O_DIRECT` while the filesystem allows it (cleared,
+/// as for writes, on the first refusal).
+fn read_chunk_file(path: &Path, direct: Option<&AtomicBool>) -> std::io::Result<(Bytes, Option<Vec<u8>>)> {
+    if let Some(direct_io) = direct.filter(|d| d.load(Ordering::Relaxed)) {
         match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
             Ok(file) => {
                 if let Some(data) = read_direct(&file)? {
@@ -212,9 +218,11 @@ fn read_chunk_file(path: &Path, direct: bool) -> std::io::Result<(Bytes, Option<
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(e),
         }
+        tracing::info!("the filesystem refuses O_DIRECT reads; chunks are read through the page cache");
+        direct_io.store(false, Ordering::Relaxed);
     }
     let mut file = File::open(path)?;
-    let mut data = Vec::with_capacity(usize::try_from(file.metadata()?.len()).unwrap_or(0));
+    let mut data = Vec::new();
     file.read_to_end(&mut data)?;
     Ok((Bytes::from(data), xattr::get(&file)?))
 }
@@ -383,7 +391,7 @@ impl ChunkStore {
         let crc_path = self.inner.layout.crc_path(&file_id, index);
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let direct = once && store.inner.direct_io.load(Ordering::Relaxed);
+            let direct = once.then_some(&store.inner.direct_io);
             let (data, attribute) = match read_chunk_file(&chunk_path, direct) {
                 Ok(read) => read,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(name)),
