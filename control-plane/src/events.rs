@@ -172,4 +172,20 @@ pub enum Event {
     /// id) as if it were an entry of its own, in order; one refused command
     /// does not affect the others.
     Batch(Vec<Command>),
+    /// Several chunks of one uploading file are durable (the gateway
+    /// reports a large upload's chunks a batch at a time): applied as
+    /// [`Event::ChunkStored`] for each, all or none.
+    ChunksStored {
+        file_id: Uuid,
+        chunks: Vec<StoredChunk>,
+    },
+}
+
+/// One chunk of [`Event::ChunksStored`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredChunk {
+    pub index: u32,
+    pub size: u64,
+    pub crc32c: u32,
+    pub replicas: Vec<String>,
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
-use crate::events::Event;
+use crate::events::{Event, StoredChunk};
 use crate::meta::{FileRecord, FileState, NodeHealth};
 use crate::placement::{chunks_left, expected_chunk_bytes, place_chunks, NodeLoad};
 
@@ -215,18 +215,27 @@ impl Controller {
         }
     }
 
-    pub async fn report_chunk_stored(
+    /// Records chunks of an uploading file as durable on their nodes, in
+    /// one log entry.
+    pub async fn report_chunks_stored(
         &self,
         file_id: Uuid,
-        index: u32,
-        size: u64,
-        crc32c: u32,
-        node_ids: Vec<String>,
+        mut chunks: Vec<StoredChunk>,
         request_id: Option<Uuid>,
     ) -> Result<(), ControllerError> {
         self.ensure_leader()?;
-        self.ensure_nodes_known(&node_ids)?;
-        self.propose_request(Event::ChunkStored { file_id, index, size, crc32c, replicas: node_ids }, request_id).await
+        for chunk in &chunks {
+            self.ensure_nodes_known(&chunk.replicas)?;
+        }
+        let event = match chunks.len() {
+            0 => return Ok(()),
+            1 => {
+                let StoredChunk { index, size, crc32c, replicas } = chunks.remove(0);
+                Event::ChunkStored { file_id, index, size, crc32c, replicas }
+            }
+            _ => Event::ChunksStored { file_id, chunks },
+        };
+        self.propose_request(event, request_id).await
     }
 
     pub async fn commit_file(

@@ -71,6 +71,27 @@ async fn files_of_every_size_round_trip_raw_and_multipart() {
         assert_eq!(sha256(&body), sha256(&data), "multipart round trip of {size} B");
     }
 
+    // A large upload's stored chunks are reported in batches: 13 chunks
+    // take create, one report and commit (one report per chunk took 8-15,
+    // however the leader batched them).
+    let log_end = |summary: serde_json::Value| {
+        summary["controllers"]
+            .as_array()
+            .expect("controllers")
+            .iter()
+            .filter_map(|c| c["last_log_index"].as_u64())
+            .max()
+    };
+    let before = log_end(cluster.summary().await).expect("a log index");
+    let data = random_bytes(50 * MIB, 99);
+    let (status, file) = cluster.upload_raw("batched.bin", data.clone()).await;
+    assert_eq!(status, 201, "{file}");
+    let after = log_end(cluster.summary().await).expect("a log index");
+    assert!(after - before <= 4, "a 13-chunk upload took {} log entries", after - before);
+    let (_, body) = cluster.download(&file_id(&file)).await;
+    assert_eq!(sha256(&body), sha256(&data));
+    assert_layout(&cluster, &file_id(&file), &data).await;
+
     // Several parts in one multipart request.
     let a = random_bytes(1000, 100);
     let b = random_bytes(3 * MIB, 101);

@@ -12,6 +12,7 @@ use super::convert::{file_metadata, token_info, user_info};
 use crate::accounts::{authenticated, NewToken};
 use crate::controller::Controller;
 use crate::error::{ControllerError, MetaError};
+use crate::events::StoredChunk;
 use crate::meta::accounts::{Role, TokenKind};
 use crate::meta::MetaState;
 use crate::nodes::{Registration, SpaceReport};
@@ -174,7 +175,15 @@ impl MasterService for MasterApi {
         let request_id = request_id(&request);
         let req = request.into_inner();
         let id = file_id(&req.file_id)?;
-        self.controller.report_chunk_stored(id, req.index, req.size, req.crc32c, req.node_ids, request_id).await?;
+        let first = StoredChunk { index: req.index, size: req.size, crc32c: req.crc32c, replicas: req.node_ids };
+        let more = req.more.into_iter().map(|c| StoredChunk {
+            index: c.index,
+            size: c.size,
+            crc32c: c.crc32c,
+            replicas: c.node_ids,
+        });
+        let chunks = std::iter::once(first).chain(more).collect();
+        self.controller.report_chunks_stored(id, chunks, request_id).await?;
         Ok(Response::new(pb::ReportChunkStoredResponse {}))
     }
 

@@ -177,41 +177,17 @@ impl MetaState {
                 Ok(())
             }
             Event::ChunkStored { file_id, index, size, crc32c, replicas } => {
-                let file = self.uploading_file_mut(file_id)?;
-                if *size > file.chunk_size {
-                    return Err(MetaError::Invalid(format!(
-                        "chunk {index} is {size} bytes, larger than the chunk size {}",
-                        file.chunk_size
-                    )));
+                self.check_chunk_fits(file_id, *index, *size)?;
+                self.store_chunk(file_id, *index, *size, *crc32c, replicas);
+                Ok(())
+            }
+            Event::ChunksStored { file_id, chunks } => {
+                // Every chunk is checked before the first is recorded.
+                for chunk in chunks {
+                    self.check_chunk_fits(file_id, chunk.index, chunk.size)?;
                 }
-                let mut stale = Vec::new();
-                match file.chunks.get_mut(index) {
-                    // Same bytes stored again (a retry): add the new replicas.
-                    Some(chunk) if chunk.crc32c == *crc32c && chunk.size == *size => {
-                        for node in replicas {
-                            if !chunk.replicas.contains(node) {
-                                chunk.replicas.push(node.clone());
-                            }
-                        }
-                    }
-                    // Different bytes for the same index: the new ones win,
-                    // the old replicas become garbage.
-                    existing => {
-                        if let Some(old) = existing {
-                            stale = old.replicas.clone();
-                        }
-                        let mut unique = replicas.clone();
-                        unique.dedup();
-                        file.chunks.insert(*index, ChunkRecord { size: *size, crc32c: *crc32c, replicas: unique });
-                    }
-                }
-                for node in stale {
-                    if !replicas.contains(&node) {
-                        self.garbage.entry(node).or_default().insert((*file_id, *index));
-                    }
-                }
-                for node in replicas {
-                    unmark_garbage(&mut self.garbage, node, &(*file_id, *index));
+                for chunk in chunks {
+                    self.store_chunk(file_id, chunk.index, chunk.size, chunk.crc32c, &chunk.replicas);
                 }
                 Ok(())
             }
@@ -474,6 +450,53 @@ impl MetaState {
         Ok(())
     }
 
+    /// A chunk of `size` bytes may be recorded for `file_id`: the file is
+    /// uploading and the chunk no larger than its chunk size.
+    fn check_chunk_fits(&mut self, file_id: &Uuid, index: u32, size: u64) -> Result<(), MetaError> {
+        let file = self.uploading_file_mut(file_id)?;
+        if size > file.chunk_size {
+            return Err(MetaError::Invalid(format!(
+                "chunk {index} is {size} bytes, larger than the chunk size {}",
+                file.chunk_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records a chunk durable on `replicas` (after [`Self::check_chunk_fits`]).
+    fn store_chunk(&mut self, file_id: &Uuid, index: u32, size: u64, crc32c: u32, replicas: &[String]) {
+        let Some(file) = self.files.get_mut(file_id) else { return };
+        let mut stale = Vec::new();
+        match file.chunks.get_mut(&index) {
+            // Same bytes stored again (a retry): add the new replicas.
+            Some(chunk) if chunk.crc32c == crc32c && chunk.size == size => {
+                for node in replicas {
+                    if !chunk.replicas.contains(node) {
+                        chunk.replicas.push(node.clone());
+                    }
+                }
+            }
+            // Different bytes for the same index: the new ones win,
+            // the old replicas become garbage.
+            existing => {
+                if let Some(old) = existing {
+                    stale = old.replicas.clone();
+                }
+                let mut unique = replicas.to_vec();
+                unique.dedup();
+                file.chunks.insert(index, ChunkRecord { size, crc32c, replicas: unique });
+            }
+        }
+        for node in stale {
+            if !replicas.contains(&node) {
+                self.garbage.entry(node).or_default().insert((*file_id, index));
+            }
+        }
+        for node in replicas {
+            unmark_garbage(&mut self.garbage, node, &(*file_id, index));
+        }
+    }
+
     fn uploading_file_mut(&mut self, file_id: &Uuid) -> Result<&mut FileRecord, MetaError> {
         let file = self.files.get_mut(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
         if file.state != FileState::Uploading {
@@ -571,6 +594,37 @@ mod tests {
         // No more chunks once committed.
         assert!(matches!(
             s.apply(&Event::ChunkStored { file_id: f, index: 2, size: 1, crc32c: 1, replicas: vec![] }),
+            Err(MetaError::NotUploading { .. })
+        ));
+    }
+
+    #[test]
+    fn chunks_stored_together_all_or_none() {
+        let mut s = MetaState::default();
+        let f = created(&mut s, 4);
+        let chunk = |index, size| crate::events::StoredChunk {
+            index,
+            size,
+            crc32c: 7,
+            replicas: vec!["a".into(), "b".into(), "c".into()],
+        };
+        // One chunk larger than the chunk size refuses the whole batch.
+        let before = s.clone();
+        assert!(matches!(
+            s.apply(&Event::ChunksStored { file_id: f, chunks: vec![chunk(0, 4), chunk(1, 5)] }),
+            Err(MetaError::Invalid(_))
+        ));
+        assert_eq!(s, before);
+        // Each chunk recorded as ChunkStored would, a retry included.
+        s.apply(&Event::ChunksStored { file_id: f, chunks: vec![chunk(0, 4), chunk(1, 1)] }).unwrap();
+        s.apply(&Event::ChunksStored { file_id: f, chunks: vec![chunk(1, 1)] }).unwrap();
+        let mut one_by_one = before.clone();
+        stored(&mut one_by_one, f, 0, 4);
+        stored(&mut one_by_one, f, 1, 1);
+        assert_eq!(s, one_by_one);
+        assert_eq!(commit(&mut s, f, 5, 2), Ok(()));
+        assert!(matches!(
+            s.apply(&Event::ChunksStored { file_id: f, chunks: vec![chunk(2, 1)] }),
             Err(MetaError::NotUploading { .. })
         ));
     }
