@@ -418,12 +418,13 @@ def http_requests(cluster, count, clients, path, method="POST", body=None):
     return count / report["elapsed_s"], report["latencies_s"], report["cpu_s"]
 
 
-def rpc_limits(work, calls):
-    """CPU milliseconds per gRPC call over mutual TLS (empty; a 64 KiB
-    chunk down; a 64 KiB chunk up) and per HTTP/1.1 request (a 64 KiB GET
-    and POST), both ends in one process answering from memory."""
-    out = subprocess.run([BENCH_TOOL, "rpc", "--scratch", os.path.join(work, "rpc-probe"),
-                          "--calls", str(calls), "--concurrency", "16"],
+def rpc_limits(work, calls, payload=64 * 1024, concurrency=16):
+    """CPU milliseconds per gRPC call over mutual TLS (empty; a chunk of
+    `payload` bytes down; one up) and per HTTP/1.1 request (a GET and a
+    POST of `payload`), both ends in one process answering from memory."""
+    out = subprocess.run([BENCH_TOOL, "rpc", "--scratch", os.path.join(work, f"rpc-probe-{payload}"),
+                          "--calls", str(calls), "--concurrency", str(concurrency),
+                          "--payload-bytes", str(payload)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -492,6 +493,23 @@ def main():
             os.path.join(work, "small-files"), small_files * 3)
         rpc = rpc_limits(work, small_files)
         r.update(rpc)
+        # The same stack carrying whole 4 MiB chunks (in the services' 1 MiB
+        # messages, four calls at once as the gateway's chunks in flight):
+        # CPU seconds per GiB of each hop of a large transfer, both ends.
+        # The ceilings above count TLS over a bare socket; these count
+        # tonic, h2 and hyper too, the transport the spec prescribes, still
+        # with Tessera's own code (disk, checksums, metadata) costing nothing.
+        chunk = 4 * MIB
+        per_gib = 1024 * MIB / chunk / 1000
+        big_rpc = rpc_limits(work, 32 if quick else 128, payload=chunk, concurrency=4)
+        r["grpc_chunk_up_cpu_s_per_gib"] = big_rpc["grpc_upload_cpu_ms"] * per_gib
+        r["grpc_chunk_down_cpu_s_per_gib"] = big_rpc["grpc_download_cpu_ms"] * per_gib
+        r["http_chunk_post_cpu_s_per_gib"] = big_rpc["http_post_cpu_ms"] * per_gib
+        r["http_chunk_get_cpu_s_per_gib"] = big_rpc["http_get_cpu_ms"] * per_gib
+        r["download_stack_ceiling_mb_s"] = cores * 1024 / (
+            1024 / r["page_cache_read_mb_s"] + r["grpc_chunk_down_cpu_s_per_gib"] + r["http_chunk_get_cpu_s_per_gib"])
+        r["upload_stack_ceiling_mb_s"] = cores * 1024 / (
+            r["http_chunk_post_cpu_s_per_gib"] + 3 * r["grpc_chunk_up_cpu_s_per_gib"] + r["sha256_s_per_gib"])
         # The same for small files: what the cores could serve if Tessera's
         # own code cost nothing, from the transport's measured CPU per call
         # (both ends) and the disk's kernel work per durable file. A
@@ -623,8 +641,9 @@ def main():
 
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({k: round(v, 3) for k, v in r.items()}, f, indent=2, sort_keys=True)
-    limits = {"upload_mb_s": "fsync_write_mb_s / 3, chunk_write_mb_s / 3, upload_ceiling_mb_s",
-              "download_mb_s": "loopback_mb_s, download_ceiling_mb_s",
+    limits = {"upload_mb_s": "fsync_write_mb_s / 3, chunk_write_mb_s / 3, upload_ceiling_mb_s, "
+                             "upload_stack_ceiling_mb_s",
+              "download_mb_s": "loopback_mb_s, download_ceiling_mb_s, download_stack_ceiling_mb_s",
               "small_upload_files_s": "fsync_small_files_s / 3, small_upload_ceiling_files_s",
               "small_download_files_s": "small_download_ceiling_files_s",
               "heal_copy_mb_s": "fsync_write_mb_s, disk_copy_mb_s"}

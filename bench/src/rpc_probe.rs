@@ -10,6 +10,8 @@
 //! - an HTTP/1.1 keep-alive request with hyper on both ends: a GET and a
 //!   POST of 64 KiB (the gateway's side of a small download and upload).
 //!
+//! With `--payload-bytes` of a whole chunk (sent in the services' 1 MiB
+//! messages) the same calls measure each hop of a large upload or download.
 //! The server here answers from memory and the clients check nothing, so
 //! the figures are a floor: no real request can cost less.
 
@@ -24,6 +26,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tessera_proto::limits::STREAM_PIECE_BYTES;
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tessera_proto::pb::storage_service_server::{StorageService, StorageServiceServer};
@@ -81,9 +84,7 @@ pub async fn run(args: RpcArgs) -> anyhow::Result<String> {
         let mut c = StorageServiceClient::new(client.clone());
         let payload = chunk.clone();
         async move {
-            use pb::upload_chunk_request::Kind;
-            let messages = [Kind::Header(probe_header(&payload)), Kind::Data(payload)]
-                .map(|kind| pb::UploadChunkRequest { kind: Some(kind) });
+            let messages = chunk_messages(&payload);
             c.upload_chunk(tokio_stream::iter(messages)).await?;
             Ok(())
         }
@@ -133,6 +134,24 @@ where
     Ok((process_cpu_s() - before) * 1000.0 / calls as f64)
 }
 
+/// An upload's messages: the header, then the bytes in the services'
+/// piece size.
+fn chunk_messages(payload: &Bytes) -> Vec<pb::UploadChunkRequest> {
+    use pb::upload_chunk_request::Kind;
+    std::iter::once(Kind::Header(probe_header(payload)))
+        .chain(pieces(payload).into_iter().map(Kind::Data))
+        .map(|kind| pb::UploadChunkRequest { kind: Some(kind) })
+        .collect()
+}
+
+/// `payload` cut as the services cut a chunk (slices, no copies).
+fn pieces(payload: &Bytes) -> Vec<Bytes> {
+    (0..payload.len())
+        .step_by(STREAM_PIECE_BYTES)
+        .map(|at| payload.slice(at..(at + STREAM_PIECE_BYTES).min(payload.len())))
+        .collect()
+}
+
 /// The header the services send before a chunk's bytes.
 fn probe_header(payload: &Bytes) -> pb::ChunkHeader {
     pb::ChunkHeader { file_id: String::new(), index: 0, size: payload.len() as u64, crc32c: 0 }
@@ -169,9 +188,10 @@ impl StorageService for MemoryStorage {
         _request: Request<pb::DownloadChunkRequest>,
     ) -> Result<Response<Self::DownloadChunkStream>, Status> {
         use pb::download_chunk_response::Kind;
-        let messages = [Kind::Header(probe_header(&self.payload)), Kind::Data(self.payload.clone())]
+        let messages = std::iter::once(Kind::Header(probe_header(&self.payload)))
+            .chain(pieces(&self.payload).into_iter().map(Kind::Data))
             .map(|kind| Ok(pb::DownloadChunkResponse { kind: Some(kind) }));
-        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages.collect::<Vec<_>>()))))
     }
 
     async fn delete_chunk(

@@ -255,6 +255,7 @@ pub fn lazy_channel(addr: &str, timeout: Duration) -> Channel {
         .tcp_nodelay(true)
         .initial_stream_window_size(crate::limits::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(crate::limits::CONNECTION_WINDOW_BYTES)
+        .max_frame_size(crate::limits::MAX_FRAME_BYTES)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);

@@ -22,3 +22,11 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// worth per stream; what a peer may buffer here stays bounded by these.
 pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Largest HTTP/2 frame every gRPC connection accepts. h2's default of
+/// 16 KiB cuts each 1 MiB piece of chunk data into 64 DATA frames, each
+/// decoded, flow-controlled and handed over on its own. Measured with
+/// `tessera-bench rpc` on 4 MiB chunks (CPU per GiB, both ends): 256 KiB
+/// frames cost ~10 % less than 16 KiB; 1 MiB frames cost more than either
+/// (the receiver holds a frame whole before it passes any of it on).
+pub const MAX_FRAME_BYTES: u32 = 256 * 1024;

@@ -44,4 +44,5 @@ pub fn grpc_server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .initial_stream_window_size(crate::limits::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(crate::limits::CONNECTION_WINDOW_BYTES)
+        .max_frame_size(crate::limits::MAX_FRAME_BYTES)
 }
