@@ -33,8 +33,9 @@ const DRAIN_ON_FAILURE: std::time::Duration = std::time::Duration::from_secs(10)
 /// Rounds of replacement targets for a chunk whose replicas failed.
 const REPLACEMENT_ROUNDS: usize = 3;
 /// Stored chunks reported to the controller in one call (one log entry).
-/// Each log entry costs the three controllers ~2 ms of CPU; reported one
-/// by one, a large upload's chunks cost them ~0.5 CPU s per GiB.
+/// Each log entry costs the three controllers ~2.5 ms of CPU: reported one
+/// by one, a large upload's chunks cost them 0.65-0.79 CPU s per GiB, in
+/// batches 0.17-0.19 (docs/performance.md, item 40).
 const REPORT_BATCH: usize = 16;
 
 /// Chunks stored but not yet reported to the controller.
