@@ -298,10 +298,15 @@ fn is_transport_failure(status: &Status) -> bool {
 }
 
 /// Failures that mean "this controller cannot answer now" rather than "the
-/// request is wrong": worth trying again elsewhere or later.
+/// request is wrong": worth trying again elsewhere or later. A connection
+/// that breaks while the answer is read (a leader killed after applying
+/// the request, before its reply arrived) surfaces as UNKNOWN "h2 protocol
+/// error: error reading a body from connection"; retrying is safe because
+/// every call carries one request id and the log applies an id once.
 fn is_retryable(status: &Status) -> bool {
     matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled)
-        || (status.code() == Code::Unknown && status.message().contains("transport"))
+        || (status.code() == Code::Unknown
+            && (status.message().contains("transport") || status.message().starts_with("h2 protocol error")))
 }
 
 const NOT_LEADER: &str = "not the leader";
@@ -318,4 +323,21 @@ pub fn not_leader_status(leader_addr: Option<&str>) -> Status {
         }
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_connections_are_retried_and_refusals_are_not() {
+        let broken = Status::unknown("h2 protocol error: error reading a body from connection");
+        assert!(is_retryable(&broken));
+        assert!(is_transport_failure(&broken));
+        assert!(is_retryable(&Status::unknown("transport error")));
+        assert!(is_retryable(&not_leader_status(None)));
+        assert!(!is_retryable(&Status::unknown("something else went wrong")));
+        assert!(!is_retryable(&Status::invalid_argument("bad name")));
+        assert!(!is_retryable(&Status::not_found("no such file")));
+    }
 }
