@@ -1,8 +1,9 @@
 //! Streamed upload: the body is cut into chunks as it arrives; each chunk is
 //! sent to its replicas in parallel while the next one is read, with at most
 //! `chunks_in_flight` chunks held, so memory stays bounded whatever the file
-//! size. The file becomes visible only when `CommitFile` succeeds; any
-//! failure aborts the upload, leaving nothing visible.
+//! size. Stored chunks are reported to the controller in batches (one log
+//! entry each). The file becomes visible only when `CommitFile` succeeds;
+//! any failure aborts the upload, leaving nothing visible.
 //!
 //! A body whose Content-Length fits in one chunk takes a shorter path: the
 //! plan does not create the file (`deferred`), the chunk's replicas are not
