@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tessera_proto::limits::STREAM_PIECE_BYTES;
+use tessera_proto::limits::stream_pieces;
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tessera_proto::pb::storage_service_server::{StorageService, StorageServiceServer};
@@ -135,20 +135,12 @@ where
 }
 
 /// An upload's messages: the header, then the bytes in the services'
-/// piece size.
+/// pieces.
 fn chunk_messages(payload: &Bytes) -> Vec<pb::UploadChunkRequest> {
     use pb::upload_chunk_request::Kind;
     std::iter::once(Kind::Header(probe_header(payload)))
-        .chain(pieces(payload).into_iter().map(Kind::Data))
+        .chain(stream_pieces(payload.clone()).map(Kind::Data))
         .map(|kind| pb::UploadChunkRequest { kind: Some(kind) })
-        .collect()
-}
-
-/// `payload` cut as the services cut a chunk (slices, no copies).
-fn pieces(payload: &Bytes) -> Vec<Bytes> {
-    (0..payload.len())
-        .step_by(STREAM_PIECE_BYTES)
-        .map(|at| payload.slice(at..(at + STREAM_PIECE_BYTES).min(payload.len())))
         .collect()
 }
 
@@ -189,7 +181,7 @@ impl StorageService for MemoryStorage {
     ) -> Result<Response<Self::DownloadChunkStream>, Status> {
         use pb::download_chunk_response::Kind;
         let messages = std::iter::once(Kind::Header(probe_header(&self.payload)))
-            .chain(pieces(&self.payload).into_iter().map(Kind::Data))
+            .chain(stream_pieces(self.payload.clone()).map(Kind::Data))
             .map(|kind| Ok(pb::DownloadChunkResponse { kind: Some(kind) }));
         Ok(Response::new(Box::pin(tokio_stream::iter(messages.collect::<Vec<_>>()))))
     }

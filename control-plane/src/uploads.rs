@@ -227,6 +227,8 @@ impl Controller {
         for chunk in &chunks {
             self.ensure_nodes_known(&chunk.replicas)?;
         }
+        // One chunk is logged as `ChunkStored`, which controllers of every
+        // version read (see docs/operations.md, Upgrade).
         let event = match chunks.len() {
             0 => return Ok(()),
             1 => {

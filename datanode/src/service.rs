@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tessera_proto::control_client::ChannelPool;
-use tessera_proto::limits::{MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES, STREAM_PIECE_BYTES};
+use tessera_proto::limits::{stream_pieces, MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES};
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tessera_proto::pb::storage_service_server::StorageService;
@@ -177,12 +177,8 @@ impl StorageService for StorageApi {
         let header = pb::ChunkHeader { file_id: req.file_id, index: req.index, size: data.len() as u64, crc32c: crc };
         // The chunk is in memory already: its pieces are slices of it, sent
         // as the transport takes them (no task or channel per download).
-        let pieces = (0..data.len()).step_by(STREAM_PIECE_BYTES).map(move |offset| {
-            let end = (offset + STREAM_PIECE_BYTES).min(data.len());
-            Ok(pb::DownloadChunkResponse {
-                kind: Some(pb::download_chunk_response::Kind::Data(data.slice(offset..end))),
-            })
-        });
+        let pieces = stream_pieces(data)
+            .map(|piece| Ok(pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Data(piece)) }));
         let header = pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Header(header)) };
         Ok(Response::new(Box::pin(tokio_stream::iter(std::iter::once(Ok(header)).chain(pieces)))))
     }

@@ -9,6 +9,14 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Size of one data message in chunk upload and download streams.
 pub const STREAM_PIECE_BYTES: usize = 1024 * 1024;
 
+/// `chunk` cut into the data messages of a chunk stream: slices sharing its
+/// buffer, so sending it to several replicas copies nothing here.
+pub fn stream_pieces(chunk: prost::bytes::Bytes) -> impl Iterator<Item = prost::bytes::Bytes> {
+    (0..chunk.len())
+        .step_by(STREAM_PIECE_BYTES)
+        .map(move |at| chunk.slice(at..(at + STREAM_PIECE_BYTES).min(chunk.len())))
+}
+
 /// Largest chunk size a controller may be configured with.
 pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -30,3 +38,20 @@ pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 /// frames cost ~10 % less than 16 KiB; 1 MiB frames cost more than either
 /// (the receiver holds a frame whole before it passes any of it on).
 pub const MAX_FRAME_BYTES: u32 = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_pieces_cover_the_chunk_in_order() {
+        let chunk = prost::bytes::Bytes::from((0..STREAM_PIECE_BYTES * 5 / 2).map(|i| i as u8).collect::<Vec<_>>());
+        let pieces: Vec<_> = stream_pieces(chunk.clone()).collect();
+        assert_eq!(
+            pieces.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [STREAM_PIECE_BYTES, STREAM_PIECE_BYTES, STREAM_PIECE_BYTES / 2]
+        );
+        assert_eq!(pieces.concat(), chunk);
+        assert_eq!(stream_pieces(prost::bytes::Bytes::new()).count(), 0);
+    }
+}

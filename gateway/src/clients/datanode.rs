@@ -1,7 +1,7 @@
 //! Chunk transfers to and from one data node.
 
 use bytes::{Bytes, BytesMut};
-use tessera_proto::limits::{MAX_GRPC_MESSAGE_BYTES, STREAM_PIECE_BYTES};
+use tessera_proto::limits::{stream_pieces, MAX_GRPC_MESSAGE_BYTES};
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tokio_stream::StreamExt;
@@ -25,15 +25,9 @@ pub async fn upload_chunk(
     crc32c: u32,
 ) -> Result<(), Status> {
     let header = pb::ChunkHeader { file_id: file_id.to_string(), index, size: data.len() as u64, crc32c };
-    let mut messages = vec![pb::UploadChunkRequest { kind: Some(pb::upload_chunk_request::Kind::Header(header)) }];
-    let mut offset = 0;
-    while offset < data.len() {
-        let end = (offset + STREAM_PIECE_BYTES).min(data.len());
-        // Slices share the chunk's buffer: no copy per replica.
-        messages
-            .push(pb::UploadChunkRequest { kind: Some(pb::upload_chunk_request::Kind::Data(data.slice(offset..end))) });
-        offset = end;
-    }
+    let messages = std::iter::once(pb::upload_chunk_request::Kind::Header(header))
+        .chain(stream_pieces(data).map(pb::upload_chunk_request::Kind::Data))
+        .map(|kind| pb::UploadChunkRequest { kind: Some(kind) });
     let reply = client(pool, addr).upload_chunk(tokio_stream::iter(messages)).await?.into_inner();
     if reply.crc32c != crc32c {
         return Err(Status::data_loss(format!("{addr} acknowledged crc32c {:08x}, sent {crc32c:08x}", reply.crc32c)));
