@@ -4,6 +4,7 @@
 //! provider (ring) and default cipher suites as tonic. The same stream in
 //! plaintext is measured beside it, so the report shows what encryption
 //! adds per byte, and SHA-256 (the file checksum every upload computes)
+//! and CRC32C (the chunk checksum the gateway and every replica compute)
 //! on one core.
 
 use std::path::{Path, PathBuf};
@@ -42,8 +43,10 @@ pub async fn run(args: TlsArgs) -> anyhow::Result<String> {
     let tls = stream(args.bytes, Some((server, client))).await?;
     let tcp = stream(args.bytes, None).await?;
     let sha256_s_per_gib = tokio::task::spawn_blocking(sha256_s_per_gib).await?;
+    let crc32c_s_per_gib = tokio::task::spawn_blocking(crc32c_s_per_gib).await?;
     Ok(json!({
         "sha256_s_per_gib": sha256_s_per_gib,
+        "crc32c_s_per_gib": crc32c_s_per_gib,
         "tls_mb_s": tls.mb_s,
         "tls_cpu_s_per_gib": tls.cpu_s_per_gib,
         "tcp_mb_s": tcp.mb_s,
@@ -152,6 +155,19 @@ fn sha256_s_per_gib() -> f64 {
     }
     std::hint::black_box(hasher.finalize());
     start.elapsed().as_secs_f64() * 4.0
+}
+
+/// CPU seconds CRC32C (`tessera_proto::checksum`, as chunks are checked)
+/// takes per GiB on one core, over 4 MiB chunks as the services check them.
+fn crc32c_s_per_gib() -> f64 {
+    let chunk = vec![0xa5_u8; 4 << 20];
+    let mut crc = 0;
+    let start = Instant::now();
+    for _ in 0..256 {
+        crc ^= tessera_proto::checksum::crc32c(std::hint::black_box(&chunk));
+    }
+    std::hint::black_box(crc);
+    start.elapsed().as_secs_f64()
 }
 
 async fn drain(mut stream: impl AsyncRead + Unpin) -> anyhow::Result<u64> {
