@@ -91,8 +91,8 @@ def machine_cpu_s(work):
     machine was busy meanwhile, less this interpreter's own user time).
     The kernel's share of a disk write is not all in the writing process:
     block completions, writeback workers and (on a journaling filesystem)
-    the journal thread do part of it, on the same cores as the cluster. Nothing else runs
-    while the raw limits are measured."""
+    the journal thread do part of it, on the same cores as the cluster.
+    Nothing else runs while the raw limits are measured."""
     def busy():
         ticks = list(map(int, open("/proc/stat").readline().split()[1:]))
         # user nice system idle iowait irq softirq steal ...: not idle, not iowait.
@@ -485,13 +485,13 @@ def main():
     meta_files = 1000 if quick else 5000
     kills = 2 if quick else 10
     os.makedirs(OUT, exist_ok=True)
-    # The raw measurements' files are deleted
-    # with `work` when the run ends, not after each measurement. On ext4
-    # without a journal (this machine's disk) a new inode skips every inode
-    # freed in the last minute or more, each after a buffer lookup, so
-    # deleting thousands of files just before a phase slows that phase's
-    # chunk creations: data nodes' CPU per small upload 1.48 -> 1.88 ms
-    # right after 12,000 deletions, 1.39 ms a minute and a half later.
+    # The raw measurements' files are deleted with `work` when the run
+    # ends, not after each measurement. On ext4 without a journal (this
+    # machine's disk) a new inode skips every inode freed in the last minute
+    # or more, each after a buffer lookup, so deleting thousands of files
+    # just before a phase slows that phase's chunk creations: data nodes'
+    # CPU per small upload 1.48 -> 1.88 ms right after 12,000 deletions,
+    # 1.39 ms a minute and a half later.
     work = tempfile.mkdtemp(dir=OUT, prefix="run-")
     r = {}
     try:
@@ -534,10 +534,12 @@ def main():
         r["grpc_chunk_down_cpu_s_per_gib"] = big_rpc["grpc_download_cpu_ms"] * per_gib
         r["http_chunk_post_cpu_s_per_gib"] = big_rpc["http_post_cpu_ms"] * per_gib
         r["http_chunk_get_cpu_s_per_gib"] = big_rpc["http_get_cpu_ms"] * per_gib
-        r["download_stack_ceiling_mb_s"] = cores * 1024 / (
-            1024 / r["page_cache_read_mb_s"] + r["grpc_chunk_down_cpu_s_per_gib"] + r["http_chunk_get_cpu_s_per_gib"])
-        r["upload_stack_ceiling_mb_s"] = cores * 1024 / (
-            r["http_chunk_post_cpu_s_per_gib"] + 3 * r["grpc_chunk_up_cpu_s_per_gib"] + r["sha256_s_per_gib"])
+        download_stack_s_per_gib = (1024 / r["page_cache_read_mb_s"] + r["grpc_chunk_down_cpu_s_per_gib"]
+                                    + r["http_chunk_get_cpu_s_per_gib"])
+        upload_stack_s_per_gib = (r["http_chunk_post_cpu_s_per_gib"] + 3 * r["grpc_chunk_up_cpu_s_per_gib"]
+                                  + r["sha256_s_per_gib"])
+        r["download_stack_ceiling_mb_s"] = cores * 1024 / download_stack_s_per_gib
+        r["upload_stack_ceiling_mb_s"] = cores * 1024 / upload_stack_s_per_gib
         # The same for small files: what the cores could serve if Tessera's
         # own code cost nothing, from the transport's measured CPU per call
         # (both ends) and the disk's kernel work per durable file. A
@@ -549,9 +551,9 @@ def main():
         r["small_download_ceiling_files_s"] = cores * 1000 / (
             rpc["http_get_cpu_ms"] + rpc["grpc_call_cpu_ms"] + rpc["grpc_download_cpu_ms"]
             + 1000 * small_gib * 1024 / r["page_cache_read_mb_s"])
+        small_upload_calls_ms = rpc["http_post_cpu_ms"] + 2 * rpc["grpc_call_cpu_ms"] + 3 * rpc["grpc_upload_cpu_ms"]
         r["small_upload_ceiling_files_s"] = cores * 1000 / (
-            rpc["http_post_cpu_ms"] + 2 * rpc["grpc_call_cpu_ms"] + 3 * rpc["grpc_upload_cpu_ms"]
-            + 3 * r["durable_file_kernel_ms"] + 1000 * small_gib * r["sha256_s_per_gib"])
+            small_upload_calls_ms + 3 * r["durable_file_kernel_ms"] + 1000 * small_gib * r["sha256_s_per_gib"])
         # What the spec itself asks of the machine per upload, still with
         # Tessera's own code (placement, the Raft log, the pipeline) costing
         # nothing: as above, but each durable chunk file at the CPU it costs
@@ -559,13 +561,11 @@ def main():
         # not only the writing process's system time), and the CRC32C the
         # gateway and each replica compute.
         r["small_upload_spec_ceiling_files_s"] = cores * 1000 / (
-            rpc["http_post_cpu_ms"] + 2 * rpc["grpc_call_cpu_ms"] + 3 * rpc["grpc_upload_cpu_ms"]
-            + 3 * r["durable_file_cpu_ms"] + 1000 * small_gib * (r["sha256_s_per_gib"] + 4 * r["crc32c_s_per_gib"]))
+            small_upload_calls_ms + 3 * r["durable_file_cpu_ms"]
+            + 1000 * small_gib * (r["sha256_s_per_gib"] + 4 * r["crc32c_s_per_gib"]))
         # A download: the stack ceiling's work plus the CRC32C the data node
         # checks when it reads the chunk and the gateway checks on arrival.
-        r["download_spec_ceiling_mb_s"] = cores * 1024 / (
-            1024 / r["page_cache_read_mb_s"] + r["grpc_chunk_down_cpu_s_per_gib"] + r["http_chunk_get_cpu_s_per_gib"]
-            + 2 * r["crc32c_s_per_gib"])
+        r["download_spec_ceiling_mb_s"] = cores * 1024 / (download_stack_s_per_gib + 2 * r["crc32c_s_per_gib"])
 
         cluster = Cluster(os.path.join(work, "data"))
         try:
@@ -585,8 +585,7 @@ def main():
             # (machine CPU, as above) and the CRC32C of the gateway and each
             # replica. Still nothing for Tessera's own code.
             r["upload_spec_ceiling_mb_s"] = cores * 1024 / (
-                1024 / r["page_cache_read_mb_s"] + r["http_chunk_post_cpu_s_per_gib"]
-                + 3 * r["grpc_chunk_up_cpu_s_per_gib"] + r["sha256_s_per_gib"] + 4 * r["crc32c_s_per_gib"]
+                upload_stack_s_per_gib + 1024 / r["page_cache_read_mb_s"] + 4 * r["crc32c_s_per_gib"]
                 + 3 * r["chunk_write_cpu_s_per_gib"])
             settle()
             rss = RssWatch(cluster.gateway_pid())
