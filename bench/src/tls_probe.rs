@@ -143,31 +143,34 @@ async fn timed(
     Ok((received, start.elapsed().as_secs_f64(), process_cpu_s() - cpu_before))
 }
 
-/// CPU seconds SHA-256 (the `sha2` crate, as the gateway hashes every
-/// upload) takes per GiB on one core.
-fn sha256_s_per_gib() -> f64 {
-    use sha2::Digest;
-    let block = vec![0xa5_u8; 1 << 20];
-    let mut hasher = sha2::Sha256::new();
+/// Seconds `checksum` takes per GiB on one core, fed `blocks` blocks of
+/// `block_bytes` (the result scaled to a GiB).
+fn one_core_s_per_gib(block_bytes: usize, blocks: usize, mut checksum: impl FnMut(&[u8])) -> f64 {
+    let block = vec![0xa5_u8; block_bytes];
     let start = Instant::now();
-    for _ in 0..256 {
-        hasher.update(&block);
+    for _ in 0..blocks {
+        checksum(std::hint::black_box(&block));
     }
-    std::hint::black_box(hasher.finalize());
-    start.elapsed().as_secs_f64() * 4.0
+    start.elapsed().as_secs_f64() * (1u64 << 30) as f64 / (block_bytes * blocks) as f64
 }
 
-/// CPU seconds CRC32C (`tessera_proto::checksum`, as chunks are checked)
-/// takes per GiB on one core, over 4 MiB chunks as the services check them.
+/// SHA-256 (the `sha2` crate, as the gateway hashes every upload), in
+/// 1 MiB blocks over 256 MiB.
+fn sha256_s_per_gib() -> f64 {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let seconds = one_core_s_per_gib(1 << 20, 256, |block| hasher.update(block));
+    std::hint::black_box(hasher.finalize());
+    seconds
+}
+
+/// CRC32C (`tessera_proto::checksum`, as chunks are checked), over 4 MiB
+/// chunks as the services check them, 1 GiB in all.
 fn crc32c_s_per_gib() -> f64 {
-    let chunk = vec![0xa5_u8; 4 << 20];
     let mut crc = 0;
-    let start = Instant::now();
-    for _ in 0..256 {
-        crc ^= tessera_proto::checksum::crc32c(std::hint::black_box(&chunk));
-    }
+    let seconds = one_core_s_per_gib(4 << 20, 256, |chunk| crc ^= tessera_proto::checksum::crc32c(chunk));
     std::hint::black_box(crc);
-    start.elapsed().as_secs_f64()
+    seconds
 }
 
 async fn drain(mut stream: impl AsyncRead + Unpin) -> anyhow::Result<u64> {
