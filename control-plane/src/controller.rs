@@ -27,7 +27,7 @@ use crate::raft::{ApplyResult, NodeId, Raft};
 
 /// Clients' proposals: one batch commits while the next gathers, so a log
 /// entry carries everything proposed meanwhile (small uploads: controllers'
-/// CPU per upload 0.68-0.77 -> 0.54-0.64 ms with one, against two;
+/// CPU per upload 0.73-0.90 -> 0.54-0.72 ms with one, against two;
 /// docs/performance.md, eleventh round).
 const REQUEST_BATCHES_IN_FLIGHT: usize = 1;
 /// The controller's own proposals: repair copies each wait for their log
