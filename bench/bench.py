@@ -344,6 +344,31 @@ class Cluster:
     def gateway_pid(self):
         return self.pid_of(f"tessera-gateway --listen 127.0.0.1:{self.port}")
 
+    def service_cpu_s(self):
+        """CPU seconds this cluster's processes have used so far, by role
+        (`gateway`, `controllers`, `datanodes`), from /proc; each process
+        is told apart by the port it listens on."""
+        ports = {self.port: "gateway"}
+        ports.update({self.base + i: "controllers" for i in (1, 2, 3)})
+        ports.update({self.base + 100 + i: "datanodes" for i in range(1, 100)})
+        totals = dict.fromkeys(("gateway", "controllers", "datanodes"), 0.0)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().decode(errors="replace").split("\0")
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if "--listen" not in args[:-1] or not os.path.basename(args[0]).startswith("tessera-"):
+                continue
+            port = args[args.index("--listen") + 1].rpartition(":")[2]
+            role = ports.get(int(port)) if port.isdigit() else None
+            if role:
+                # utime + stime, in clock ticks.
+                totals[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return totals
+
     def controller_pid(self, cid):
         return self.pid_of(f"tessera-controller --id {cid} --listen 127.0.0.1:{self.base + cid}")
 
@@ -607,9 +632,18 @@ def main():
             with open(payload, "wb") as f:
                 f.write(os.urandom(64 * 1024))
             settle()
-            rate, lat, client_cpu = http_requests(cluster, small_files, 16, lambda i: f"/api/files?name=small-{i}.bin",
-                                                  body=payload)
+            services_before = cluster.service_cpu_s()
+            (rate, lat, client_cpu), machine_s = machine_cpu_s(lambda: http_requests(
+                cluster, small_files, 16, lambda i: f"/api/files?name=small-{i}.bin", body=payload))
+            services_after = cluster.service_cpu_s()
             r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
+            # Where an upload's CPU goes, per role and over the whole machine
+            # (kernel threads and block completions included), and how busy
+            # the cores were: the figure is CPU-bound when that is near 100.
+            for role, before in services_before.items():
+                r[f"small_upload_{role}_cpu_ms"] = (services_after[role] - before) * 1000 / small_files
+            r["small_upload_machine_cpu_ms"] = machine_s * 1000 / small_files
+            r["small_upload_busy_pct"] = 100 * machine_s * rate / small_files / cores
             # The load generator's own CPU per request: it shares the cores.
             r["small_upload_client_cpu_ms"] = client_cpu * 1000 / small_files
             # Each file is three durable replica files.
