@@ -34,6 +34,14 @@ ADMIN_PASSWORD = "bench-admin-password"
 REPEATS = 3
 
 
+# Each cluster's services listen within [base, base + PORT_SPAN).
+PORT_SPAN = 200
+
+# The services' binaries and the roles the bench reports them under.
+SERVICE_ROLES = {"tessera-gateway": "gateway", "tessera-controller": "controllers",
+                 "tessera-datanode": "datanodes"}
+
+
 def free_port_base():
     """A TESSERA_PORT_BASE whose ports (the gateway's HTTP on BASE itself,
     controllers on BASE+1..3, data nodes on BASE+101..104, see
@@ -41,7 +49,7 @@ def free_port_base():
     ephemeral range (32768 on), where outgoing connections take their
     ports."""
     for _ in range(200):
-        base = random.randrange(10000, 32000, 200)
+        base = random.randrange(10000, 32000, PORT_SPAN)
         try:
             for offset in (0, 1, 2, 3, 101, 102, 103, 104):
                 with socket.socket() as s:
@@ -346,12 +354,9 @@ class Cluster:
 
     def service_cpu_s(self):
         """CPU seconds this cluster's processes have used so far, by role
-        (`gateway`, `controllers`, `datanodes`), from /proc; each process
-        is told apart by the port it listens on."""
-        ports = {self.port: "gateway"}
-        ports.update({self.base + i: "controllers" for i in (1, 2, 3)})
-        ports.update({self.base + 100 + i: "datanodes" for i in range(1, 100)})
-        totals = dict.fromkeys(("gateway", "controllers", "datanodes"), 0.0)
+        (see SERVICE_ROLES), from /proc; a process is this cluster's if it
+        listens within the cluster's range of ports."""
+        totals = dict.fromkeys(SERVICE_ROLES.values(), 0.0)
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -360,11 +365,11 @@ class Cluster:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # ended meanwhile
-            if "--listen" not in args[:-1] or not os.path.basename(args[0]).startswith("tessera-"):
+            role = SERVICE_ROLES.get(os.path.basename(args[0]))
+            if role is None or "--listen" not in args[:-1]:
                 continue
             port = args[args.index("--listen") + 1].rpartition(":")[2]
-            role = ports.get(int(port)) if port.isdigit() else None
-            if role:
+            if port.isdigit() and self.base <= int(port) < self.base + PORT_SPAN:
                 # utime + stime, in clock ticks.
                 totals[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return totals
