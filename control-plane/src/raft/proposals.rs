@@ -4,9 +4,15 @@
 //! wait. Here concurrent proposals are gathered into one `Event::Batch`
 //! entry: one fsync on the leader, one on a follower and one replication
 //! round for all of them, each still answered with its own result.
+//!
+//! Under concurrent load a batch may also wait a moment for more proposals
+//! ([`Linger`]): an entry costs the three controllers about the same CPU
+//! whatever it carries, so fewer, fuller entries leave more of the machine
+//! to everything else.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -21,6 +27,34 @@ const QUEUE: usize = 4096;
 
 type Reply = oneshot::Sender<Result<(), ControllerError>>;
 
+/// Group commit under load, as PostgreSQL's `commit_delay` with
+/// `commit_siblings`: when the previous entry carried at least
+/// `after_batch` proposals (several clients are writing), the next batch
+/// waits up to `max_wait` until it holds `target` proposals. After a
+/// smaller entry nothing waits, so a lone client's write is never delayed.
+#[derive(Clone, Copy, Debug)]
+pub struct Linger {
+    pub after_batch: usize,
+    pub target: usize,
+    pub max_wait: Duration,
+}
+
+impl Linger {
+    /// Adds proposals to `batch` as they come, until it holds `target` or
+    /// `max_wait` has passed.
+    async fn gather<T>(&self, queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
+        let target = self.target.min(MAX_BATCH);
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        while batch.len() < target {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(item)) => batch.push(item),
+                // Out of time, or the batcher is being dropped.
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
 pub struct ProposalBatcher {
     queue: mpsc::Sender<(Command, Reply)>,
 }
@@ -29,15 +63,16 @@ impl ProposalBatcher {
     /// Starts the batching task; `write` appends one command (a single one,
     /// or a batch) and returns one result per command it carries, with at
     /// most `in_flight` appends under way at once: with one, the next batch
-    /// gathers everything proposed while the previous one commits. The
-    /// task ends when the batcher is dropped.
-    pub fn spawn<W, Fut>(in_flight: usize, write: W) -> Self
+    /// gathers everything proposed while the previous one commits, and
+    /// with a `linger` waits a moment for more under load. The task ends
+    /// when the batcher is dropped.
+    pub fn spawn<W, Fut>(in_flight: usize, linger: Option<Linger>, write: W) -> Self
     where
         W: Fn(Command) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<ApplyResult>, ControllerError>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, in_flight.max(1), Arc::new(write)));
+        tokio::spawn(run(rx, in_flight.max(1), linger, Arc::new(write)));
         Self { queue: tx }
     }
 
@@ -50,16 +85,25 @@ impl ProposalBatcher {
     }
 }
 
-async fn run<W, Fut>(mut queue: mpsc::Receiver<(Command, Reply)>, in_flight: usize, write: Arc<W>)
-where
+async fn run<W, Fut>(
+    mut queue: mpsc::Receiver<(Command, Reply)>,
+    in_flight: usize,
+    linger: Option<Linger>,
+    write: Arc<W>,
+) where
     W: Fn(Command) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Vec<ApplyResult>, ControllerError>> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(in_flight));
+    let mut previous_batch = 0;
     while let Some(first) = queue.recv().await {
         // Wait for a free slot first: whatever queues meanwhile joins this batch.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let batch = take_batch(&mut queue, first, MAX_BATCH);
+        let mut batch = take_batch(&mut queue, first, MAX_BATCH);
+        if let Some(linger) = linger.filter(|l| previous_batch >= l.after_batch) {
+            linger.gather(&mut queue, &mut batch).await;
+        }
+        previous_batch = batch.len();
         let write = write.clone();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
@@ -100,7 +144,7 @@ mod tests {
     /// A fake log: records what was appended, refuses token "bad", takes a
     /// while per entry so proposals pile up.
     fn recording_batcher(entries: Arc<Mutex<Vec<Command>>>) -> Arc<ProposalBatcher> {
-        Arc::new(ProposalBatcher::spawn(1, move |entry: Command| {
+        Arc::new(ProposalBatcher::spawn(1, None, move |entry: Command| {
             let entries = entries.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -152,7 +196,7 @@ mod tests {
         let (appends, mut appends_seen) = tokio::sync::watch::channel(0usize);
         let appends = Arc::new(appends);
         let gate = Arc::new(Semaphore::new(0));
-        let batcher = Arc::new(ProposalBatcher::spawn(in_flight, {
+        let batcher = Arc::new(ProposalBatcher::spawn(in_flight, None, {
             let (appends, gate) = (appends.clone(), gate.clone());
             move |_entry: Command| {
                 let (appends, gate) = (appends.clone(), gate.clone());
@@ -186,6 +230,111 @@ mod tests {
         assert!(second_append_overlaps_the_first(2).await, "two in flight: the second starts at once");
     }
 
+    /// Proposals per entry, and when each entry was appended.
+    type Appends = Arc<Mutex<Vec<(usize, tokio::time::Instant)>>>;
+
+    /// A batcher with one entry in flight and `linger`; each append takes
+    /// 10 ms.
+    fn timed_batcher(linger: Linger, appends: Appends) -> Arc<ProposalBatcher> {
+        Arc::new(ProposalBatcher::spawn(1, Some(linger), move |entry: Command| {
+            let appends = appends.clone();
+            async move {
+                let n = if let Event::Batch(cs) = &entry.event { cs.len() } else { 1 };
+                appends.lock().expect("lock").push((n, tokio::time::Instant::now()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(vec![Ok(()); n])
+            }
+        }))
+    }
+
+    // The clock is tokio's paused one: it moves only when every task waits
+    // on a timer, so the times below are exact, not measured.
+    #[tokio::test(start_paused = true)]
+    async fn proposals_linger_only_after_a_full_entry() {
+        let linger = Linger { after_batch: 3, target: 5, max_wait: Duration::from_millis(3) };
+        let appends = Appends::default();
+        let batcher = timed_batcher(linger, appends.clone());
+        let propose = |token: String| {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.propose(revoke(&token)).await })
+        };
+        let start = tokio::time::Instant::now();
+        // A lone proposal, then four that queue while it is appended: two
+        // entries, neither delayed (no entry before them carried three).
+        let first = propose("a".into());
+        // Let the batcher take it alone (without advancing the clock).
+        for _ in 0..100 {
+            if !appends.lock().expect("lock").is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(appends.lock().expect("lock").len(), 1, "a first proposal is appended at once");
+        let queued: Vec<_> = (0..4).map(|i| propose(format!("b{i}"))).collect();
+        first.await.expect("task").expect("applied");
+        for t in queued {
+            t.await.expect("task").expect("applied");
+        }
+        // After an entry of four, a lone proposal waits the whole 3 ms for
+        // company; two more arriving 1 ms apart join it.
+        let waiting_from = tokio::time::Instant::now();
+        let lone = propose("c".into());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let second = propose("d".into());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let third = propose("e".into());
+        for t in [lone, second, third] {
+            t.await.expect("task").expect("applied");
+        }
+        // That entry held three, enough to linger after: the next lone
+        // proposal waits out max_wait, alone.
+        let after_three = tokio::time::Instant::now();
+        propose("f".into()).await.expect("task").expect("applied");
+        // Nor after an entry of one.
+        let after_one = tokio::time::Instant::now();
+        propose("g".into()).await.expect("task").expect("applied");
+
+        let appends = appends.lock().expect("lock").clone();
+        let sizes: Vec<usize> = appends.iter().map(|(n, _)| *n).collect();
+        assert_eq!(sizes, vec![1, 4, 3, 1, 1]);
+        assert_eq!(appends[0].1, start, "the first proposal is appended at once");
+        assert_eq!(appends[1].1, start + Duration::from_millis(10), "the queued four follow the first append");
+        assert_eq!(appends[2].1, waiting_from + Duration::from_millis(3), "lingered the whole max_wait");
+        assert_eq!(
+            appends[3].1,
+            after_three + Duration::from_millis(3),
+            "an entry of three is full enough to wait after"
+        );
+        assert_eq!(appends[4].1, after_one, "after an entry of one nothing waits");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_batch_stops_waiting_once_it_holds_its_target() {
+        let linger = Linger { after_batch: 1, target: 3, max_wait: Duration::from_secs(60) };
+        let appends = Appends::default();
+        let batcher = timed_batcher(linger, appends.clone());
+        let propose = |token: &'static str| {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.propose(revoke(token)).await })
+        };
+        propose("a").await.expect("task").expect("applied");
+        // Lingering after an entry of one: the third proposal, 2 ms in,
+        // completes the batch long before the minute is up.
+        let from = tokio::time::Instant::now();
+        let mut tasks = vec![propose("b")];
+        for token in ["c", "d"] {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            tasks.push(propose(token));
+        }
+        for t in tasks {
+            t.await.expect("task").expect("applied");
+        }
+        let appends = appends.lock().expect("lock").clone();
+        let sizes: Vec<usize> = appends.iter().map(|(n, _)| *n).collect();
+        assert_eq!(sizes, vec![1, 3]);
+        assert_eq!(appends[1].1, from + Duration::from_millis(2));
+    }
+
     #[tokio::test]
     async fn a_lone_proposal_is_appended_as_itself() {
         let entries = Arc::new(Mutex::new(Vec::new()));
@@ -196,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_append_fails_every_proposal_of_its_batch() {
-        let batcher = ProposalBatcher::spawn(2, |_entry: Command| async {
+        let batcher = ProposalBatcher::spawn(2, None, |_entry: Command| async {
             Err::<Vec<ApplyResult>, _>(ControllerError::NotLeader { leader_addr: Some("c2:7000".into()) })
         });
         match batcher.propose(revoke("t1")).await {
