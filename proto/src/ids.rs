@@ -92,20 +92,6 @@ pub fn chunk_relative_path(node_id: &str, file_id: &str, index: u32) -> Result<s
     Ok(std::path::Path::new(node_id).join(file_id.hyphenated().to_string()).join(format!("{index}.chk")))
 }
 
-/// Which of a chunk's `replicas` (as the metadata lists them) reads try
-/// first; the others follow in turn, `(first + k) % replicas`. Always the
-/// same one for a given chunk, so a chunk read again and again is cached on
-/// one data node instead of on each of its replicas (together the nodes'
-/// page caches hold RF times more chunks); spread by file and chunk index,
-/// so reads spread over the nodes. A corrupt copy that reads never reach is
-/// the scrubber's to find.
-pub fn first_replica(file_id: &str, index: u32, replicas: usize) -> usize {
-    if replicas == 0 {
-        return 0;
-    }
-    (crate::checksum::crc32c(file_id.as_bytes()) as usize).wrapping_add(index as usize) % replicas
-}
-
 fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
@@ -113,23 +99,6 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_of_a_chunk_start_at_one_replica_and_spread_over_all() {
-        let ids: Vec<String> = (1..=3000u128).map(|i| Uuid::from_u128(i * 0x9e37_79b9_7f4a_7c15).to_string()).collect();
-        let mut firsts = [0usize; 3];
-        for id in &ids {
-            let first = first_replica(id, 0, 3);
-            assert_eq!(first_replica(id, 0, 3), first, "the same replica every time");
-            // A file's consecutive chunks take turns.
-            assert_eq!(first_replica(id, 1, 3), (first + 1) % 3);
-            firsts[first] += 1;
-        }
-        // Each replica position comes first for about a third of the files.
-        assert!(firsts.iter().all(|&n| (800..=1200).contains(&n)), "{firsts:?}");
-        assert_eq!(first_replica(&ids[0], 7, 0), 0, "no replicas");
-        assert_eq!(first_replica(&ids[0], 7, 1), 0);
-    }
 
     #[test]
     fn file_ids() {

@@ -6,7 +6,6 @@
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tessera_proto::checksum::crc32c;
-use tessera_proto::ids::first_replica;
 use tessera_proto::pb;
 
 use crate::auth::{token_call_error, Credentials};
@@ -58,9 +57,8 @@ pub fn stream_range(
 }
 
 /// One verified chunk from the first replica that delivers it. Replicas are
-/// tried from the chunk's own start ([`first_replica`]: the same for every
-/// read of it, so it is cached on one node); a replica that sends wrong
-/// bytes is reported to the controller.
+/// tried from a rotating start so reads spread over the nodes; a replica
+/// that sends wrong bytes is reported to the controller.
 async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Result<Bytes, std::io::Error> {
     let chunk = file
         .chunks
@@ -68,7 +66,7 @@ async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Res
         .find(|c| c.index == index)
         .ok_or_else(|| std::io::Error::other(format!("chunk {index} missing from the metadata")))?;
     let n = chunk.replicas.len();
-    let start = first_replica(&file.file_id, index, n);
+    let start = if n == 0 { 0 } else { rand::random::<usize>() % n };
     let mut errors = Vec::new();
     for k in 0..n {
         let replica = &chunk.replicas[(start + k) % n];
