@@ -204,7 +204,7 @@ fn write_direct(mut file: &File, data: &mut ChunkBuffer) -> std::io::Result<()> 
                 .ok_or_else(|| std::io::Error::other("cannot align a buffer for O_DIRECT"))?,
         )?,
     }
-    if whole_blocks(len) == len {
+    if len % DIRECT_IO_ALIGN == 0 {
         return Ok(());
     }
     file.set_len(len as u64)
