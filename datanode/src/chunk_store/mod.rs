@@ -35,7 +35,7 @@ pub struct ChunkStore {
 
 struct Inner {
     layout: Layout,
-    /// Chunks are written with `O_DIRECT` (see [`create_chunk_file`]),
+    /// Large chunks are written with `O_DIRECT` (see [`create_chunk_file`]),
     /// chunks read once read with it (see [`read_chunk_file`]).
     direct_io: AtomicBool,
     chunk_count: AtomicU64,
@@ -81,14 +81,13 @@ fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-// Every chunk is written with `O_DIRECT`. Through the page cache, the
-// kernel's copy of the data into fresh pages costs far more CPU than the
-// write itself: for 4 MiB chunks 1.2-3.7 s against 0.15-0.19 s of system
-// time per 768 MB (fsync'd, on this machine), and for 64 KiB chunks the
-// copy was a fifth of a data node's CPU in small uploads (up to 0.1 ms a
-// chunk, docs/performance.md item 49); an upload at RF 3 writes every
-// byte three times on the same cores. A chunk read soon after is read
-// from the disk once, then cached.
+/// Chunks at least this large are written with `O_DIRECT`. Through the
+/// page cache, the kernel's copy of the data costs far more CPU than the
+/// write: 1.2-3.7 s against 0.15-0.19 s of system time per 768 MB of
+/// 4 MiB files (fsync'd, on this machine), and an upload at RF 3 writes
+/// every byte three times on the same cores. Small chunks stay buffered:
+/// their cost is creating the file, and they are often read right back.
+const DIRECT_IO_MIN_BYTES: usize = 1024 * 1024;
 /// Buffer address, length and file offset of an `O_DIRECT` write are
 /// multiples of this (the largest logical block size in common use).
 const DIRECT_IO_ALIGN: usize = 4096;
@@ -161,11 +160,11 @@ impl From<&[u8]> for ChunkBuffer {
     }
 }
 
-/// Creates `path` holding `data`, not yet synced. The data bypasses the
+/// Creates `path` holding `data`, not yet synced. Large chunks bypass the
 /// page cache while the filesystem allows it (tmpfs and some others refuse
 /// `O_DIRECT`; `direct_io` is cleared on the first refusal).
 fn create_chunk_file(path: &Path, data: &mut ChunkBuffer, direct_io: &AtomicBool) -> std::io::Result<File> {
-    if direct_io.load(Ordering::Relaxed) {
+    if data.len() >= DIRECT_IO_MIN_BYTES && direct_io.load(Ordering::Relaxed) {
         match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(path) {
             Ok(file) => {
                 write_direct(&file, data)?;
@@ -189,12 +188,9 @@ fn create_chunk_file(path: &Path, data: &mut ChunkBuffer, direct_io: &AtomicBool
 }
 
 /// Writes whole blocks (the buffer's zero padding included), then cuts
-/// the padding off if there was any.
+/// the padding off.
 fn write_direct(mut file: &File, data: &mut ChunkBuffer) -> std::io::Result<()> {
     let len = data.len();
-    if len == 0 {
-        return Ok(());
-    }
     match data.padded_to_blocks() {
         Some(blocks) => file.write_all(blocks)?,
         // Not aligned: once more through an aligned copy.
@@ -203,9 +199,6 @@ fn write_direct(mut file: &File, data: &mut ChunkBuffer) -> std::io::Result<()> 
                 .padded_to_blocks()
                 .ok_or_else(|| std::io::Error::other("cannot align a buffer for O_DIRECT"))?,
         )?,
-    }
-    if len % DIRECT_IO_ALIGN == 0 {
-        return Ok(());
     }
     file.set_len(len as u64)
 }
@@ -538,18 +531,19 @@ mod tests {
         assert!(blocks[3 * DIRECT_IO_ALIGN + 5..].iter().all(|&b| b == 0), "zero padding");
     }
 
-    /// Chunks of any length (a multiple of the O_DIRECT block or not)
+    /// Large chunks of any length (not a multiple of the O_DIRECT block)
     /// come back byte for byte, with their exact size, in the data
     /// directory and on a tmpfs (which may refuse O_DIRECT).
     #[tokio::test]
-    async fn chunks_of_odd_sizes_round_trip() {
+    async fn large_chunks_of_odd_sizes_round_trip() {
         let shm = PathBuf::from("/dev/shm").join(format!("tessera-store-{:016x}", rand::random::<u64>()));
         let roots = if Path::new("/dev/shm").is_dir() { vec![temp_root(), shm] } else { vec![temp_root()] };
         for root in roots {
             let store = ChunkStore::open(&root, "dn1").await.unwrap();
             let id = Uuid::now_v7();
-            let sizes = [1, DIRECT_IO_ALIGN - 1, DIRECT_IO_ALIGN, 64 * 1024, 64 * 1024 + 1, 4 * 1024 * 1024 - 7];
-            for (index, len) in sizes.into_iter().enumerate() {
+            for (index, len) in
+                [DIRECT_IO_MIN_BYTES, DIRECT_IO_MIN_BYTES + 1, 4 * 1024 * 1024 - 7].into_iter().enumerate()
+            {
                 let data = Bytes::from((0..len).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
                 store.write(id, index as u32, ChunkBuffer::from(&data[..]), len as u64, crc32c(&data)).await.unwrap();
                 let path = root.join("dn1").join(id.to_string()).join(format!("{index}.chk"));
@@ -560,14 +554,14 @@ mod tests {
                 assert_eq!((read, crc), (data.clone(), crc32c(&data)), "read once, {}", root.display());
             }
             // Rewriting a chunk replaces it.
-            let data = Bytes::from(vec![1u8; 1024 * 1024 + 4096]);
+            let data = Bytes::from(vec![1u8; DIRECT_IO_MIN_BYTES + 4096]);
             store.write(id, 0, ChunkBuffer::from(&data[..]), data.len() as u64, crc32c(&data)).await.unwrap();
             assert_eq!(store.read(id, 0).await.unwrap().0, data);
             let _ = fs::remove_dir_all(root);
         }
     }
 
-    /// A chunk read once (with `O_DIRECT`) is verified like any
+    /// A chunk read once (`O_DIRECT` for large ones) is verified like any
     /// other: flipped bytes or a cut-off file are corrupt, whatever the
     /// size, and a missing chunk is missing.
     #[tokio::test]
