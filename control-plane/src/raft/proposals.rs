@@ -41,13 +41,16 @@ pub struct Linger {
 
 impl Linger {
     /// Adds proposals to `batch` as they come, until it holds `target` or
-    /// `max_wait` has passed.
+    /// `max_wait` has passed; each time with whatever else has queued.
     async fn gather<T>(&self, queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
         let target = self.target.min(MAX_BATCH);
         let deadline = tokio::time::Instant::now() + self.max_wait;
         while batch.len() < target {
             match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(item)) => batch.push(item),
+                Ok(Some(item)) => {
+                    let more = take_batch(queue, item, MAX_BATCH - batch.len());
+                    batch.extend(more);
+                }
                 // Out of time, or the batcher is being dropped.
                 Ok(None) | Err(_) => break,
             }
@@ -319,19 +322,21 @@ mod tests {
         };
         propose("a").await.expect("task").expect("applied");
         // Lingering after an entry of one: the third proposal, 2 ms in,
-        // completes the batch long before the minute is up.
+        // completes the batch long before the minute is up, and the fourth,
+        // queued with it, comes along.
         let from = tokio::time::Instant::now();
         let mut tasks = vec![propose("b")];
-        for token in ["c", "d"] {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            tasks.push(propose(token));
-        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        tasks.push(propose("c"));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        tasks.push(propose("d"));
+        tasks.push(propose("e"));
         for t in tasks {
             t.await.expect("task").expect("applied");
         }
         let appends = appends.lock().expect("lock").clone();
         let sizes: Vec<usize> = appends.iter().map(|(n, _)| *n).collect();
-        assert_eq!(sizes, vec![1, 3]);
+        assert_eq!(sizes, vec![1, 4]);
         assert_eq!(appends[1].1, from + Duration::from_millis(2));
     }
 
