@@ -31,7 +31,8 @@ type Reply = oneshot::Sender<Result<(), ControllerError>>;
 /// `commit_siblings`: when the previous entry carried at least
 /// `after_batch` proposals (several clients are writing), the next batch
 /// waits up to `max_wait` until it holds `target` proposals. After a
-/// smaller entry nothing waits, so a lone client's write is never delayed.
+/// smaller entry nothing waits: a client writing alone waits at most once,
+/// for the first write after a burst.
 #[derive(Clone, Copy, Debug)]
 pub struct Linger {
     pub after_batch: usize,
@@ -293,7 +294,7 @@ mod tests {
         // proposal waits out max_wait, alone.
         let after_three = tokio::time::Instant::now();
         propose("f".into()).await.expect("task").expect("applied");
-        // Nor after an entry of one.
+        // After an entry of one, nothing waits.
         let after_one = tokio::time::Instant::now();
         propose("g".into()).await.expect("task").expect("applied");
 
