@@ -34,6 +34,9 @@ ADMIN_PASSWORD = "bench-admin-password"
 REPEATS = 3
 
 
+# /proc's CPU times are in these.
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
 # Each cluster's services listen within [base, base + PORT_SPAN).
 PORT_SPAN = 200
 
@@ -104,7 +107,7 @@ def machine_cpu_s(work):
     def busy():
         ticks = list(map(int, open("/proc/stat").readline().split()[1:]))
         # user nice system idle iowait irq softirq steal ...: not idle, not iowait.
-        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS_PER_S
     busy_before, user_before = busy(), os.times().user
     result = work()
     return result, busy() - busy_before - (os.times().user - user_before)
@@ -371,7 +374,7 @@ class Cluster:
             port = args[args.index("--listen") + 1].rpartition(":")[2]
             if port.isdigit() and self.base <= int(port) < self.base + PORT_SPAN:
                 # utime + stime, in clock ticks.
-                totals[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                totals[role] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
         return totals
 
     def controller_pid(self, cid):

@@ -145,18 +145,31 @@ mod tests {
         Command { event: Event::TokenRevoked { token_hash: token.into() }, request_id: None }
     }
 
-    /// A fake log: records what was appended, refuses token "bad", takes a
-    /// while per entry so proposals pile up.
-    fn recording_batcher(entries: Arc<Mutex<Vec<Command>>>) -> Arc<ProposalBatcher> {
-        Arc::new(ProposalBatcher::spawn(1, None, move |entry: Command| {
-            let entries = entries.clone();
+    /// What a fake log appended: each entry, and when.
+    type Appended = Arc<Mutex<Vec<(Command, tokio::time::Instant)>>>;
+
+    /// Commands an entry carries.
+    fn commands_in(entry: &Command) -> usize {
+        if let Event::Batch(cs) = &entry.event {
+            cs.len()
+        } else {
+            1
+        }
+    }
+
+    /// A fake log with one entry in flight: records each entry as its
+    /// append starts, takes 10 ms per entry so proposals pile up, refuses
+    /// token "bad".
+    fn recording_batcher(linger: Option<Linger>, appended: Appended) -> Arc<ProposalBatcher> {
+        Arc::new(ProposalBatcher::spawn(1, linger, move |entry: Command| {
+            let appended = appended.clone();
             async move {
-                tokio::time::sleep(Duration::from_millis(10)).await;
                 let commands = match &entry.event {
                     Event::Batch(cs) => cs.clone(),
                     _ => vec![entry.clone()],
                 };
-                entries.lock().expect("lock").push(entry);
+                appended.lock().expect("lock").push((entry, tokio::time::Instant::now()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 Ok(commands
                     .iter()
                     .map(|c| match &c.event {
@@ -168,10 +181,19 @@ mod tests {
         }))
     }
 
+    /// Proposes `revoke(token)` on a task of its own.
+    fn spawn_proposal(
+        batcher: &Arc<ProposalBatcher>,
+        token: &str,
+    ) -> tokio::task::JoinHandle<Result<(), ControllerError>> {
+        let (batcher, command) = (batcher.clone(), revoke(token));
+        tokio::spawn(async move { batcher.propose(command).await })
+    }
+
     #[tokio::test]
     async fn concurrent_proposals_share_entries_and_keep_their_own_results() {
-        let entries = Arc::new(Mutex::new(Vec::new()));
-        let batcher = recording_batcher(entries.clone());
+        let appended = Appended::default();
+        let batcher = recording_batcher(None, appended.clone());
         let tasks: Vec<_> = (0..300)
             .map(|i| {
                 let b = batcher.clone();
@@ -187,8 +209,8 @@ mod tests {
                 assert!(result.is_ok(), "{i}: {result:?}");
             }
         }
-        let entries = entries.lock().expect("lock");
-        let commands: usize = entries.iter().map(|e| if let Event::Batch(cs) = &e.event { cs.len() } else { 1 }).sum();
+        let entries = entries(&appended);
+        let commands: usize = entries.iter().map(commands_in).sum();
         assert_eq!(commands, 300, "every proposal appended exactly once");
         assert!(entries.len() < 30, "300 concurrent proposals took {} entries", entries.len());
         assert!(entries.iter().all(|e| !matches!(&e.event, Event::Batch(cs) if cs.len() > MAX_BATCH)));
@@ -211,13 +233,9 @@ mod tests {
                 }
             }
         }));
-        let propose = |token: &'static str| {
-            let b = batcher.clone();
-            tokio::spawn(async move { b.propose(revoke(token)).await })
-        };
-        let first = propose("t1");
+        let first = spawn_proposal(&batcher, "t1");
         appends_seen.wait_for(|n| *n >= 1).await.expect("first append");
-        let second = propose("t2");
+        let second = spawn_proposal(&batcher, "t2");
         // Generous when the overlap is expected; when it is not, a second
         // append that has not started within this while counts as waiting.
         let patience = Duration::from_millis(if in_flight > 1 { 5000 } else { 200 });
@@ -234,21 +252,14 @@ mod tests {
         assert!(second_append_overlaps_the_first(2).await, "two in flight: the second starts at once");
     }
 
-    /// Proposals per entry, and when each entry was appended.
-    type Appends = Arc<Mutex<Vec<(usize, tokio::time::Instant)>>>;
+    /// The entries appended, in order.
+    fn entries(appended: &Appended) -> Vec<Command> {
+        appended.lock().expect("lock").iter().map(|(e, _)| e.clone()).collect()
+    }
 
-    /// A batcher with one entry in flight and `linger`; each append takes
-    /// 10 ms.
-    fn timed_batcher(linger: Linger, appends: Appends) -> Arc<ProposalBatcher> {
-        Arc::new(ProposalBatcher::spawn(1, Some(linger), move |entry: Command| {
-            let appends = appends.clone();
-            async move {
-                let n = if let Event::Batch(cs) = &entry.event { cs.len() } else { 1 };
-                appends.lock().expect("lock").push((n, tokio::time::Instant::now()));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                Ok(vec![Ok(()); n])
-            }
-        }))
+    /// Commands per entry, and when each entry was appended.
+    fn sizes_and_times(appended: &Appended) -> Vec<(usize, tokio::time::Instant)> {
+        appended.lock().expect("lock").iter().map(|(e, at)| (commands_in(e), *at)).collect()
     }
 
     // The clock is tokio's paused one: it moves only when every task waits
@@ -256,25 +267,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn proposals_linger_only_after_a_full_entry() {
         let linger = Linger { after_batch: 3, target: 5, max_wait: Duration::from_millis(3) };
-        let appends = Appends::default();
-        let batcher = timed_batcher(linger, appends.clone());
-        let propose = |token: String| {
-            let b = batcher.clone();
-            tokio::spawn(async move { b.propose(revoke(&token)).await })
-        };
+        let appended = Appended::default();
+        let batcher = recording_batcher(Some(linger), appended.clone());
+        let propose = |token: &str| spawn_proposal(&batcher, token);
         let start = tokio::time::Instant::now();
         // A lone proposal, then four that queue while it is appended: two
         // entries, neither delayed (no entry before them carried three).
-        let first = propose("a".into());
+        let first = propose("a");
         // Let the batcher take it alone (without advancing the clock).
         for _ in 0..100 {
-            if !appends.lock().expect("lock").is_empty() {
+            if !appended.lock().expect("lock").is_empty() {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        assert_eq!(appends.lock().expect("lock").len(), 1, "a first proposal is appended at once");
-        let queued: Vec<_> = (0..4).map(|i| propose(format!("b{i}"))).collect();
+        assert_eq!(appended.lock().expect("lock").len(), 1, "a first proposal is appended at once");
+        let queued: Vec<_> = (0..4).map(|i| propose(&format!("b{i}"))).collect();
         first.await.expect("task").expect("applied");
         for t in queued {
             t.await.expect("task").expect("applied");
@@ -282,23 +290,23 @@ mod tests {
         // After an entry of four, a lone proposal waits the whole 3 ms for
         // company; two more arriving 1 ms apart join it.
         let waiting_from = tokio::time::Instant::now();
-        let lone = propose("c".into());
+        let lone = propose("c");
         tokio::time::sleep(Duration::from_millis(1)).await;
-        let second = propose("d".into());
+        let second = propose("d");
         tokio::time::sleep(Duration::from_millis(1)).await;
-        let third = propose("e".into());
+        let third = propose("e");
         for t in [lone, second, third] {
             t.await.expect("task").expect("applied");
         }
         // That entry held three, enough to linger after: the next lone
         // proposal waits out max_wait, alone.
         let after_three = tokio::time::Instant::now();
-        propose("f".into()).await.expect("task").expect("applied");
+        propose("f").await.expect("task").expect("applied");
         // After an entry of one, nothing waits.
         let after_one = tokio::time::Instant::now();
-        propose("g".into()).await.expect("task").expect("applied");
+        propose("g").await.expect("task").expect("applied");
 
-        let appends = appends.lock().expect("lock").clone();
+        let appends = sizes_and_times(&appended);
         let sizes: Vec<usize> = appends.iter().map(|(n, _)| *n).collect();
         assert_eq!(sizes, vec![1, 4, 3, 1, 1]);
         assert_eq!(appends[0].1, start, "the first proposal is appended at once");
@@ -315,12 +323,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lingering_batch_stops_waiting_once_it_holds_its_target() {
         let linger = Linger { after_batch: 1, target: 3, max_wait: Duration::from_secs(60) };
-        let appends = Appends::default();
-        let batcher = timed_batcher(linger, appends.clone());
-        let propose = |token: &'static str| {
-            let b = batcher.clone();
-            tokio::spawn(async move { b.propose(revoke(token)).await })
-        };
+        let appended = Appended::default();
+        let batcher = recording_batcher(Some(linger), appended.clone());
+        let propose = |token: &str| spawn_proposal(&batcher, token);
         propose("a").await.expect("task").expect("applied");
         // Lingering after an entry of one: the third proposal, 2 ms in,
         // completes the batch long before the minute is up, and the fourth,
@@ -335,7 +340,7 @@ mod tests {
         for t in tasks {
             t.await.expect("task").expect("applied");
         }
-        let appends = appends.lock().expect("lock").clone();
+        let appends = sizes_and_times(&appended);
         let sizes: Vec<usize> = appends.iter().map(|(n, _)| *n).collect();
         assert_eq!(sizes, vec![1, 4]);
         assert_eq!(appends[1].1, from + Duration::from_millis(2));
@@ -343,10 +348,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lone_proposal_is_appended_as_itself() {
-        let entries = Arc::new(Mutex::new(Vec::new()));
-        let batcher = recording_batcher(entries.clone());
+        let appended = Appended::default();
+        let batcher = recording_batcher(None, appended.clone());
         batcher.propose(revoke("t1")).await.expect("applied");
-        assert_eq!(*entries.lock().expect("lock"), vec![revoke("t1")]);
+        let entries = entries(&appended);
+        assert_eq!(entries, vec![revoke("t1")]);
     }
 
     #[tokio::test]
