@@ -500,6 +500,28 @@ def pooled(r, key, rounds):
     return [x for _, lat, _ in rounds for x in lat], sum(cpu for _, _, cpu in rounds)
 
 
+def machine_switches():
+    """Context switches on the whole machine since boot (`/proc/stat`)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("ctxt "):
+                return int(line.split()[1])
+    raise SystemExit("/proc/stat has no ctxt line")
+
+
+def wakeup_limits():
+    """Two threads handing a byte back and forth, each asleep until the
+    other answers (`tessera-bench wakeup`): wall time and the whole
+    machine's CPU per round trip, i.e. per two wake-ups. What every hand-off
+    between processes, or between a tokio worker and the blocking pool,
+    costs at least on these cores."""
+    def probe():
+        out = subprocess.run([BENCH_TOOL, "wakeup"], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+    report, machine_s = machine_cpu_s(probe)
+    return report["wall_us_per_round_trip"], machine_s * 1e6 / report["round_trips"]
+
+
 def tls_limits(work):
     """One mutual-TLS stream over loopback with the cluster's certificates
     and rustls settings, the same in plaintext, and SHA-256 on one core."""
@@ -536,6 +558,7 @@ def main():
         r["tls_loopback_mb_s"], r["tls_cpu_s_per_gib"] = tls["tls_mb_s"], tls["tls_cpu_s_per_gib"]
         r["tcp_cpu_s_per_gib"], r["sha256_s_per_gib"] = tls["tcp_cpu_s_per_gib"], tls["sha256_s_per_gib"]
         r["crc32c_s_per_gib"] = tls["crc32c_s_per_gib"]
+        r["wakeup_round_trip_us"], r["wakeup_cpu_us"] = wakeup_limits()
         # What the machine's cores could move if Tessera's own code cost
         # nothing: the CPU each GiB needs on its way (both ends of each hop),
         # spread over every core. Download: a page-cache read, one mutual-TLS
@@ -640,10 +663,10 @@ def main():
             with open(payload, "wb") as f:
                 f.write(os.urandom(64 * 1024))
             settle()
-            services_before = cluster.service_cpu_s()
+            services_before, switches_before = cluster.service_cpu_s(), machine_switches()
             (rate, lat, client_cpu), machine_s = machine_cpu_s(lambda: http_requests(
                 cluster, small_files, 16, lambda i: f"/api/files?name=small-{i}.bin", body=payload))
-            services_after = cluster.service_cpu_s()
+            services_after, switches_after = cluster.service_cpu_s(), machine_switches()
             r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
             # Where an upload's CPU goes, per role and over the whole machine
             # (kernel threads and block completions included), and how busy
@@ -652,6 +675,9 @@ def main():
                 r[f"small_upload_{role}_cpu_ms"] = (services_after[role] - before) * 1000 / small_files
             r["small_upload_machine_cpu_ms"] = machine_s * 1000 / small_files
             r["small_upload_busy_pct"] = 100 * machine_s * rate / small_files / cores
+            # Hand-offs between threads, all processes: each upload crosses
+            # eight processes' threads and waits on nine fsyncs.
+            r["small_upload_switches"] = (switches_after - switches_before) / small_files
             # The load generator's own CPU per request: it shares the cores.
             r["small_upload_client_cpu_ms"] = client_cpu * 1000 / small_files
             # Each file is three durable replica files.

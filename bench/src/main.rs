@@ -11,11 +11,15 @@
 //! - `rpc` measures the CPU a gRPC call over mutual TLS and an HTTP
 //!   request cost on this machine (both ends, answered from memory): the
 //!   floor under every small-file request.
+//! - `wakeup` measures what handing work from one thread to another costs:
+//!   two threads passing a byte back and forth, each asleep until the
+//!   other answers.
 
 mod cpu;
 mod load;
 mod rpc_probe;
 mod tls_probe;
+mod wakeup_probe;
 
 use clap::{Parser, Subcommand};
 
@@ -34,21 +38,32 @@ enum Command {
     Tls(tls_probe::TlsArgs),
     /// CPU per gRPC call (mutual TLS) and per HTTP request, both ends.
     Rpc(rpc_probe::RpcArgs),
+    /// Wall time and CPU per round trip between two sleeping threads.
+    Wakeup(wakeup_probe::WakeupArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = match cli.command {
+    // Plain threads: a runtime's idle workers would only add to what it measures.
+    let command = match cli.command {
+        Command::Wakeup(args) => {
+            println!("{}", wakeup_probe::run(args)?);
+            return Ok(());
+        }
+        other => other,
+    };
+    let runtime = match command {
         // The load generator runs on one thread: it shares the cores with
         // the cluster it measures, and a second worker only adds wake-ups
         // across threads to every request.
         Command::Http(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
     };
-    let report = match cli.command {
+    let report = match command {
         Command::Http(args) => runtime.block_on(load::run(args))?,
         Command::Tls(args) => runtime.block_on(tls_probe::run(args))?,
         Command::Rpc(args) => runtime.block_on(rpc_probe::run(args))?,
+        Command::Wakeup(_) => unreachable!("handled above"),
     };
     println!("{report}");
     Ok(())
