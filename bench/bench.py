@@ -675,8 +675,9 @@ def main():
                 r[f"small_upload_{role}_cpu_ms"] = (services_after[role] - before) * 1000 / small_files
             r["small_upload_machine_cpu_ms"] = machine_s * 1000 / small_files
             r["small_upload_busy_pct"] = 100 * machine_s * rate / small_files / cores
-            # Hand-offs between threads, all processes: each upload crosses
-            # eight processes' threads and waits on nine fsyncs.
+            # Hand-offs between threads, all processes together: an upload
+            # crosses the load generator, the gateway, the controllers and
+            # three data nodes, and waits on nine fsyncs.
             r["small_upload_switches"] = (switches_after - switches_before) / small_files
             # The load generator's own CPU per request: it shares the cores.
             r["small_upload_client_cpu_ms"] = client_cpu * 1000 / small_files

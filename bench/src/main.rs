@@ -43,28 +43,22 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    // Plain threads: a runtime's idle workers would only add to what it measures.
-    let command = match cli.command {
-        Command::Wakeup(args) => {
-            println!("{}", wakeup_probe::run(args)?);
-            return Ok(());
-        }
-        other => other,
-    };
-    let runtime = match command {
+    let report = match Cli::parse().command {
         // The load generator runs on one thread: it shares the cores with
         // the cluster it measures, and a second worker only adds wake-ups
         // across threads to every request.
-        Command::Http(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
-    };
-    let report = match command {
-        Command::Http(args) => runtime.block_on(load::run(args))?,
-        Command::Tls(args) => runtime.block_on(tls_probe::run(args))?,
-        Command::Rpc(args) => runtime.block_on(rpc_probe::run(args))?,
-        Command::Wakeup(_) => unreachable!("handled above"),
+        Command::Http(args) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(load::run(args))?
+        }
+        Command::Tls(args) => multi_thread()?.block_on(tls_probe::run(args))?,
+        Command::Rpc(args) => multi_thread()?.block_on(rpc_probe::run(args))?,
+        // Plain threads: a runtime's idle workers would only add to what it measures.
+        Command::Wakeup(args) => wakeup_probe::run(args)?,
     };
     println!("{report}");
     Ok(())
+}
+
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
