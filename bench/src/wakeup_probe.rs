@@ -34,7 +34,7 @@ fn echo(mut peer: UnixStream, round_trips: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn run(args: WakeupArgs) -> anyhow::Result<serde_json::Value> {
+pub fn run(args: WakeupArgs) -> anyhow::Result<String> {
     anyhow::ensure!(args.round_trips > 0, "--round-trips must be at least 1");
     let (mut near, far) = UnixStream::pair().context("socket pair")?;
     let round_trips = args.round_trips;
@@ -54,5 +54,6 @@ pub fn run(args: WakeupArgs) -> anyhow::Result<serde_json::Value> {
         "round_trips": round_trips,
         "wall_us_per_round_trip": per_round_trip_us(wall_s),
         "process_cpu_us_per_round_trip": per_round_trip_us(cpu_s),
-    }))
+    })
+    .to_string())
 }
