@@ -557,18 +557,18 @@ def main():
         tls = tls_limits(work)
         r["tls_loopback_mb_s"], r["tls_cpu_s_per_gib"] = tls["tls_mb_s"], tls["tls_cpu_s_per_gib"]
         r["tcp_cpu_s_per_gib"], r["sha256_s_per_gib"] = tls["tcp_cpu_s_per_gib"], tls["sha256_s_per_gib"]
-        r["crc32c_s_per_gib"] = tls["crc32c_s_per_gib"]
+        r["crc32c_s_per_gib"], r["blake3_s_per_gib"] = tls["crc32c_s_per_gib"], tls["blake3_s_per_gib"]
         r["wakeup_round_trip_us"], r["wakeup_cpu_us"] = wakeup_limits()
         # What the machine's cores could move if Tessera's own code cost
         # nothing: the CPU each GiB needs on its way (both ends of each hop),
         # spread over every core. Download: a page-cache read, one mutual-TLS
         # hop (data node to gateway), one plain HTTP hop (gateway to client).
-        # Upload at RF 3: one HTTP hop, three TLS hops, the SHA-256 file checksum.
+        # Upload at RF 3: one HTTP hop, three TLS hops, the BLAKE3 file checksum.
         cores = os.cpu_count() or 1
         r["download_ceiling_mb_s"] = cores * 1024 / (1024 / r["page_cache_read_mb_s"] + r["tls_cpu_s_per_gib"]
                                                      + r["tcp_cpu_s_per_gib"])
         r["upload_ceiling_mb_s"] = cores * 1024 / (r["tcp_cpu_s_per_gib"] + 3 * r["tls_cpu_s_per_gib"]
-                                                   + r["sha256_s_per_gib"])
+                                                   + r["blake3_s_per_gib"])
         os.remove(raw)
         r["fsync_small_files_s"], r["durable_file_kernel_ms"], r["durable_file_cpu_ms"] = fsync_small_files(
             os.path.join(work, "small-files"), small_files * 3)
@@ -593,7 +593,7 @@ def main():
         download_stack_s_per_gib = (1024 / r["page_cache_read_mb_s"] + r["grpc_chunk_down_cpu_s_per_gib"]
                                     + r["http_chunk_get_cpu_s_per_gib"])
         upload_stack_s_per_gib = (r["http_chunk_post_cpu_s_per_gib"] + 3 * r["grpc_chunk_up_cpu_s_per_gib"]
-                                  + r["sha256_s_per_gib"])
+                                  + r["blake3_s_per_gib"])
         r["download_stack_ceiling_mb_s"] = cores * 1024 / download_stack_s_per_gib
         r["upload_stack_ceiling_mb_s"] = cores * 1024 / upload_stack_s_per_gib
         # The same for small files: what the cores could serve if Tessera's
@@ -602,14 +602,14 @@ def main():
         # download: one HTTP request, one metadata call, one 64 KiB chunk
         # from a data node, read from the page cache. An upload at RF 3: one
         # HTTP request with the body, the plan and commit calls, three 64
-        # KiB chunk uploads, three durable chunk files and the SHA-256.
+        # KiB chunk uploads, three durable chunk files and the BLAKE3 file checksum.
         small_gib = 64 * 1024 / (1 << 30)
         r["small_download_ceiling_files_s"] = cores * 1000 / (
             rpc["http_get_cpu_ms"] + rpc["grpc_call_cpu_ms"] + rpc["grpc_download_cpu_ms"]
             + 1000 * small_gib * 1024 / r["page_cache_read_mb_s"])
         small_upload_calls_ms = rpc["http_post_cpu_ms"] + 2 * rpc["grpc_call_cpu_ms"] + 3 * rpc["grpc_upload_cpu_ms"]
         r["small_upload_ceiling_files_s"] = cores * 1000 / (
-            small_upload_calls_ms + 3 * r["durable_file_kernel_ms"] + 1000 * small_gib * r["sha256_s_per_gib"])
+            small_upload_calls_ms + 3 * r["durable_file_kernel_ms"] + 1000 * small_gib * r["blake3_s_per_gib"])
         # What the spec itself asks of the machine per upload, still with
         # Tessera's own code (placement, the Raft log, the pipeline) costing
         # nothing: as above, but each durable chunk file at the CPU it costs
@@ -618,7 +618,7 @@ def main():
         # gateway and each replica compute.
         r["small_upload_spec_ceiling_files_s"] = cores * 1000 / (
             small_upload_calls_ms + 3 * r["durable_file_cpu_ms"]
-            + 1000 * small_gib * (r["sha256_s_per_gib"] + 4 * r["crc32c_s_per_gib"]))
+            + 1000 * small_gib * (r["blake3_s_per_gib"] + 4 * r["crc32c_s_per_gib"]))
         # A download: the stack ceiling's work plus the CRC32C the data node
         # checks when it reads the chunk and the gateway checks on arrival.
         r["download_spec_ceiling_mb_s"] = cores * 1024 / (download_stack_s_per_gib + 2 * r["crc32c_s_per_gib"])

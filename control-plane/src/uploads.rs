@@ -59,6 +59,18 @@ pub struct Plan {
     pub deferred: bool,
 }
 
+/// A file's checksum as the gateway sends it: `blake3:<hex>`, or a bare
+/// hex SHA-256 from a gateway older than BLAKE3 (during an upgrade).
+fn check_file_checksum(checksum: &str) -> Result<(), ControllerError> {
+    match tessera_proto::checksum::parse_file_checksum(checksum) {
+        Some(_) => Ok(()),
+        None => {
+            Err(MetaError::Invalid("checksum must be blake3:<64 hex digits> (or 64 hex digits of SHA-256)".into())
+                .into())
+        }
+    }
+}
+
 impl Controller {
     pub fn healthy_loads(&self) -> Vec<NodeLoad> {
         let state = self.state.read();
@@ -181,9 +193,7 @@ impl Controller {
     ) -> Result<FileRecord, ControllerError> {
         self.ensure_leader()?;
         tessera_proto::ids::validate_file_name(&file.name).map_err(MetaError::from)?;
-        if file.checksum.len() != 64 || !file.checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(MetaError::Invalid("checksum must be a hex SHA-256".into()).into());
-        }
+        check_file_checksum(&file.checksum)?;
         if file.size > 0 && file.replicas.is_empty() {
             return Err(MetaError::Invalid("a non-empty file needs the nodes that store its chunk".into()).into());
         }
@@ -249,9 +259,7 @@ impl Controller {
         request_id: Option<Uuid>,
     ) -> Result<FileRecord, ControllerError> {
         self.ensure_leader()?;
-        if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(MetaError::Invalid("checksum must be a hex SHA-256".into()).into());
-        }
+        check_file_checksum(&checksum)?;
         let committed = Event::FileCommitted { file_id, size, total_chunks, checksum, at_ms: tessera_proto::now_ms() };
         match self.propose_request(committed, request_id).await {
             Ok(()) => {}

@@ -8,7 +8,10 @@ export interface FileInfo {
   total_chunks: number;
   replication: number;
   created_at: string;
+  /** Lowercase hex, computed by `checksum_algorithm`. */
   checksum: string;
+  /** `blake3`; `sha256` for files uploaded before Tessera used BLAKE3. */
+  checksum_algorithm: string;
 }
 
 export interface Usage {

@@ -54,7 +54,8 @@ async fn files_of_every_size_round_trip_raw_and_multipart() {
         assert_eq!(status, 201, "raw upload of {size} B: {file}");
         assert_eq!(file["size"], size as u64);
         assert_eq!(file["name"], name.as_str());
-        assert_eq!(file["checksum"], sha256(&data).as_str());
+        assert_eq!(file["checksum"], blake3::hash(&data).to_hex().as_str());
+        assert_eq!(file["checksum_algorithm"], "blake3");
         assert_eq!(file["replication"], 3);
         let id = file_id(&file);
         let (status, body) = cluster.download(&id).await;
@@ -66,6 +67,7 @@ async fn files_of_every_size_round_trip_raw_and_multipart() {
         assert_eq!(status, 201, "multipart upload of {size} B: {files}");
         let file = &files["files"][0];
         assert_eq!(file["size"], size as u64);
+        assert_eq!(file["checksum"], blake3::hash(&data).to_hex().as_str(), "multipart checksum of {size} B");
         let (status, body) = cluster.download(&file_id(file)).await;
         assert_eq!(status, 200);
         assert_eq!(sha256(&body), sha256(&data), "multipart round trip of {size} B");

@@ -397,4 +397,46 @@ async fn grpc_needs_a_certificate_from_the_cluster_ca_and_hostile_ids_are_refuse
     assert!(storage.upload_chunk(futures::stream::iter(messages)).await.is_err(), "a lying chunk was acknowledged");
     assert!((1..=3).all(|i| !cluster.chunk_path(&format!("dn{i}"), id, 0).exists()));
     assert!(!cluster.dir.join("etc").exists() && !cluster.dir.parent().expect("parent").join("etc").exists());
+
+    // A file's checksum is BLAKE3, or the bare SHA-256 an older gateway
+    // sends during an upgrade; anything else is refused before it is logged.
+    let empty_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let cases = [
+        (format!("md5:{empty_sha256}"), false),
+        ("blake3:abc".to_string(), false),
+        ("z".repeat(64), false),
+        (String::new(), false),
+        (empty_sha256.to_string(), true),
+    ];
+    for (checksum, accepted) in cases {
+        let file_id = tessera_proto::ids::new_file_id().to_string();
+        let request = pb::CreateFileRequest {
+            file_id: file_id.clone(),
+            name: format!("checksum-{}.bin", checksum.len()),
+            owner: "admin".into(),
+            checksum: checksum.clone(),
+            ..Default::default()
+        };
+        let mut answer = None;
+        for addr in &cluster.ctl_addrs {
+            let mut master = MasterServiceClient::new(channel(addr, Some(own.clone())).await.expect("channel"));
+            match master.create_file(request.clone()).await {
+                Err(status) if status.code() == tonic::Code::Unavailable => continue,
+                other => {
+                    answer = Some(other);
+                    break;
+                }
+            }
+        }
+        let answer = answer.expect("no controller led");
+        if !accepted {
+            assert_eq!(answer.expect_err("a malformed checksum was logged").code(), tonic::Code::InvalidArgument);
+            continue;
+        }
+        answer.expect("a legacy SHA-256 checksum was refused");
+        let (status, file) = cluster.get_json(&format!("/api/files/{file_id}")).await;
+        assert_eq!(status, 200, "{file}");
+        assert_eq!(file["checksum"], empty_sha256);
+        assert_eq!(file["checksum_algorithm"], "sha256");
+    }
 }

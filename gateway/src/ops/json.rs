@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use tessera_proto::checksum::crc32c_hex;
+use tessera_proto::checksum::{crc32c_hex, parse_file_checksum};
 use tessera_proto::pb;
 use utoipa::ToSchema;
 
@@ -29,8 +29,11 @@ pub struct File {
     pub replication: u32,
     /// RFC 3339.
     pub created_at: Option<String>,
-    /// SHA-256 of the content, lowercase hex.
+    /// The content's checksum, lowercase hex, by `checksum_algorithm`.
     pub checksum: String,
+    /// `blake3`; `sha256` for files uploaded before Tessera used BLAKE3;
+    /// empty while a file is still being uploaded.
+    pub checksum_algorithm: String,
     pub state: String,
 }
 
@@ -79,6 +82,8 @@ pub struct Usage {
 }
 
 pub fn file(f: &pb::FileMetadata) -> File {
+    // The controller accepts no other form; a file still uploading has none.
+    let (algorithm, file_checksum) = parse_file_checksum(&f.checksum).unwrap_or(("", &f.checksum));
     File {
         id: f.file_id.clone(),
         name: f.name.clone(),
@@ -87,7 +92,8 @@ pub fn file(f: &pb::FileMetadata) -> File {
         total_chunks: f.total_chunks,
         replication: f.replication,
         created_at: time(f.created_at_ms),
-        checksum: f.checksum.clone(),
+        checksum: file_checksum.to_string(),
+        checksum_algorithm: algorithm.to_string(),
         state: f.state.clone(),
     }
 }
