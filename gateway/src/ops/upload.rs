@@ -192,6 +192,15 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// An empty buffer for the chunk that starts at byte `start` of a body of
+/// `size_hint` bytes (0: unknown): no larger than what is left of a body of
+/// known length, so a 64 KiB file does not take (and, freed, hand back to
+/// the system) a whole chunk's memory; a body longer than announced grows it.
+fn chunk_buffer(chunk_size: usize, size_hint: u64, start: u64) -> BytesMut {
+    let left = if size_hint == 0 { chunk_size as u64 } else { size_hint.saturating_sub(start) };
+    BytesMut::with_capacity(left.clamp(1, chunk_size as u64) as usize)
+}
+
 fn too_large(limit: u64) -> ApiError {
     ApiError::TooLarge(format!("the upload exceeds the limit of {limit} bytes"))
 }
@@ -229,7 +238,7 @@ impl Upload {
     {
         let in_flight = Arc::new(Semaphore::new(self.app.settings.chunks_in_flight.max(1)));
         let mut hasher = FileHasher::new();
-        let mut buffer = BytesMut::with_capacity(chunk_size);
+        let mut buffer = chunk_buffer(chunk_size, self.size_hint, 0);
         let mut index = 0u32;
         let mut total = 0u64;
         while let Some(piece) = body.next().await {
@@ -251,7 +260,8 @@ impl Upload {
                 buffer.extend_from_slice(&piece[..take]);
                 piece = &piece[take..];
                 if buffer.len() == chunk_size {
-                    let chunk = std::mem::replace(&mut buffer, BytesMut::with_capacity(chunk_size)).freeze();
+                    let next = chunk_buffer(chunk_size, self.size_hint, u64::from(index + 1) * chunk_size as u64);
+                    let chunk = std::mem::replace(&mut buffer, next).freeze();
                     hasher = self.dispatch(tasks, &in_flight, hasher, index, chunk).await?;
                     index += 1;
                 }
@@ -499,4 +509,22 @@ async fn store_chunk(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_buffer;
+
+    #[test]
+    fn chunk_buffers_fit_what_is_left_of_a_known_body() {
+        const MIB: usize = 1 << 20;
+        let chunk = 4 * MIB;
+        assert_eq!(chunk_buffer(chunk, 65_536, 0).capacity(), 65_536);
+        // A whole chunk, then the 1 MiB tail.
+        assert_eq!(chunk_buffer(chunk, 9 * MIB as u64, 4 * MIB as u64).capacity(), chunk);
+        assert_eq!(chunk_buffer(chunk, 9 * MIB as u64, 8 * MIB as u64).capacity(), MIB);
+        // Unknown length, or a body longer than announced: whole chunks (at least a byte).
+        assert_eq!(chunk_buffer(chunk, 0, 0).capacity(), chunk);
+        assert!(chunk_buffer(chunk, 10, 10).capacity() >= 1);
+    }
 }
