@@ -1,6 +1,7 @@
 //! Chunk transfers to and from one data node.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use tessera_proto::checksum::crc32c_append;
 use tessera_proto::limits::{stream_pieces, MAX_GRPC_MESSAGE_BYTES};
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
@@ -35,15 +36,23 @@ pub async fn upload_chunk(
     Ok(())
 }
 
-/// Downloads one whole chunk (at most `max_size` bytes) with the size and
-/// CRC32C the node claims for it; the caller verifies against the metadata.
+/// A chunk as the pieces it arrived in (never copied into one buffer) and
+/// the CRC32C of their bytes, computed as they came.
+pub struct ReceivedChunk {
+    pub pieces: Vec<Bytes>,
+    pub len: u64,
+    pub crc32c: u32,
+}
+
+/// Downloads one whole chunk (at most `max_size` bytes) with the CRC32C of
+/// what arrived; the caller verifies both against the metadata.
 pub async fn download_chunk(
     pool: &DatanodePool,
     addr: &str,
     file_id: &str,
     index: u32,
     max_size: u64,
-) -> Result<Bytes, Status> {
+) -> Result<ReceivedChunk, Status> {
     let mut stream = client(pool, addr)
         .download_chunk(pb::DownloadChunkRequest { file_id: file_id.to_string(), index, read_once: false })
         .await?
@@ -56,17 +65,19 @@ pub async fn download_chunk(
     if header.size > max_size {
         return Err(Status::data_loss(format!("{addr} announces {} bytes, expected at most {max_size}", header.size)));
     }
-    let mut data = BytesMut::with_capacity(header.size as usize);
+    let mut chunk = ReceivedChunk { pieces: Vec::new(), len: 0, crc32c: 0 };
     while let Some(message) = stream.next().await {
         match message?.kind {
             Some(pb::download_chunk_response::Kind::Data(piece)) => {
-                if (data.len() + piece.len()) as u64 > header.size {
+                chunk.len += piece.len() as u64;
+                if chunk.len > header.size {
                     return Err(Status::data_loss(format!("{addr} sent more bytes than announced")));
                 }
-                data.extend_from_slice(&piece);
+                chunk.crc32c = crc32c_append(chunk.crc32c, &piece);
+                chunk.pieces.push(piece);
             }
             _ => return Err(Status::internal(format!("{addr} sent a second header"))),
         }
     }
-    Ok(data.freeze())
+    Ok(chunk)
 }

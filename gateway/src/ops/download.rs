@@ -4,8 +4,7 @@
 //! streamed to the client in order.
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use tessera_proto::checksum::crc32c;
+use futures::{Stream, StreamExt, TryStreamExt};
 use tessera_proto::pb;
 
 use crate::auth::{token_call_error, Credentials};
@@ -44,22 +43,39 @@ pub fn stream_range(
             let app = app.clone();
             let file = file.clone();
             async move {
-                let data = fetch_chunk(&app, &file, index).await?;
-                let from = offset as usize;
-                let to = (offset + len) as usize;
-                if to > data.len() {
+                let pieces = fetch_chunk(&app, &file, index).await?;
+                let (from, to) = (offset as usize, (offset + len) as usize);
+                let slices = slice_pieces(pieces, from, to);
+                if slices.iter().map(Bytes::len).sum::<usize>() != to - from {
                     return Err(std::io::Error::other(format!("chunk {index} is shorter than the metadata says")));
                 }
-                Ok(data.slice(from..to))
+                Ok(futures::stream::iter(slices.into_iter().map(Ok)))
             }
         })
         .buffered(window)
+        .try_flatten()
 }
 
-/// One verified chunk from the first replica that delivers it. Replicas are
-/// tried from a rotating start so reads spread over the nodes; a replica
-/// that sends wrong bytes is reported to the controller.
-async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Result<Bytes, std::io::Error> {
+/// The bytes `from..to` of a chunk held as consecutive pieces, as slices
+/// of those pieces (nothing copied).
+fn slice_pieces(pieces: Vec<Bytes>, from: usize, to: usize) -> Vec<Bytes> {
+    let mut start = 0;
+    let mut slices = Vec::new();
+    for piece in pieces {
+        let end = start + piece.len();
+        if to.min(end) > from.max(start) {
+            slices.push(piece.slice(from.saturating_sub(start)..to.min(end) - start));
+        }
+        start = end;
+    }
+    slices
+}
+
+/// One verified chunk from the first replica that delivers it, as the
+/// pieces it arrived in. Replicas are tried from a rotating start so reads
+/// spread over the nodes; a replica that sends wrong bytes is reported to
+/// the controller.
+async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Result<Vec<Bytes>, std::io::Error> {
     let chunk = file
         .chunks
         .iter()
@@ -72,13 +88,10 @@ async fn fetch_chunk(app: &AppState, file: &pb::FileMetadata, index: u32) -> Res
         let replica = &chunk.replicas[(start + k) % n];
         let result = datanode::download_chunk(&app.datanodes, &replica.addr, &file.file_id, index, chunk.size).await;
         let reason = match result {
-            Ok(data) if data.len() as u64 == chunk.size && crc32c(&data) == chunk.crc32c => return Ok(data),
-            Ok(data) => Some(format!(
-                "sent {} bytes with crc32c {:08x}, expected {:08x}",
-                data.len(),
-                crc32c(&data),
-                chunk.crc32c
-            )),
+            Ok(data) if data.len == chunk.size && data.crc32c == chunk.crc32c => return Ok(data.pieces),
+            Ok(data) => {
+                Some(format!("sent {} bytes with crc32c {:08x}, expected {:08x}", data.len, data.crc32c, chunk.crc32c))
+            }
             Err(status) if status.code() == tonic::Code::DataLoss => Some(status.message().to_string()),
             Err(status) => {
                 errors.push(format!("{}: {}", replica.node_id, status.message()));
@@ -109,4 +122,23 @@ fn report_bad_replica(app: &AppState, file_id: &str, index: u32, node_id: &str, 
             tracing::warn!(error = %e.message(), "could not report a bad replica");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_of_a_chunk_is_sliced_from_its_pieces() {
+        let pieces = || vec![Bytes::from_static(b"abcd"), Bytes::from_static(b"efg"), Bytes::from_static(b"hij")];
+        let joined = |slices: Vec<Bytes>| slices.concat();
+        assert_eq!(joined(slice_pieces(pieces(), 0, 10)), b"abcdefghij");
+        assert_eq!(joined(slice_pieces(pieces(), 2, 9)), b"cdefghi");
+        assert_eq!(joined(slice_pieces(pieces(), 4, 7)), b"efg");
+        assert_eq!(slice_pieces(pieces(), 4, 7).len(), 1, "a piece wholly inside is not split");
+        assert_eq!(joined(slice_pieces(pieces(), 5, 6)), b"f");
+        assert!(slice_pieces(pieces(), 3, 3).is_empty());
+        // Asked for more than the pieces hold: the caller sees the shortfall.
+        assert_eq!(joined(slice_pieces(pieces(), 8, 20)), b"ij");
+    }
 }
