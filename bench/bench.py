@@ -575,7 +575,7 @@ def main():
         rpc = rpc_limits(work, small_files)
         r.update(rpc)
         # The same stack carrying whole 4 MiB chunks (in the services' 1 MiB
-        # messages, four calls at once as the gateway's chunks in flight):
+        # messages, four calls at once as a download's window):
         # CPU seconds per GiB of each hop of a large transfer, both ends.
         # The ceilings above count TLS over a bare socket; these count
         # tonic, h2 and hyper too, the transport the spec prescribes, still

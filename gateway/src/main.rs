@@ -37,8 +37,12 @@ struct Config {
     /// Built dashboards (user app at the root, admin app in admin/).
     #[arg(long, env = "TESSERA_STATIC_DIR", default_value = "frontend/dist")]
     static_dir: PathBuf,
-    /// Chunks of one upload being written to data nodes at once.
-    #[arg(long, env = "TESSERA_CHUNKS_IN_FLIGHT", default_value_t = 4)]
+    /// Chunks of one upload being written to data nodes at once. Six, not
+    /// four: with four, a 1 GiB upload left both cores idle ~6 % of the
+    /// time, every chunk in flight waiting for a replica's durable write;
+    /// six keep them 95-97 % busy (+5-15 % MB/s) for ~20 MiB more peak RSS
+    /// (docs/performance.md, fourteenth round).
+    #[arg(long, env = "TESSERA_CHUNKS_IN_FLIGHT", default_value_t = 6)]
     chunks_in_flight: usize,
     /// Chunks of one download being fetched at once.
     #[arg(long, env = "TESSERA_DOWNLOAD_WINDOW", default_value_t = 4)]
