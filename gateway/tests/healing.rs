@@ -172,11 +172,21 @@ async fn decommission_drains_without_under_replication() {
 async fn simulated_failure_heals_and_recovery_cleans_up() {
     let cluster = Cluster::start("failsim", fast_opts()).await;
     let files = upload_many(&cluster, 30).await;
+    let re_replications = |tasks: &serde_json::Value| {
+        tasks["tasks"].as_array().map_or(0, |t| t.iter().filter(|t| t["kind"] == "re-replicate").count())
+    };
+    let (_, before) = cluster.get_json("/admin/rebalances").await;
     let response = cluster.client.post(cluster.url("/admin/nodes/dn2/fail")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let s = cluster.summary().await;
     assert_eq!(s["nodes"]["failed_simulated"], 1, "{s}");
-    assert!(s["chunks"]["under_replicated"].as_u64().unwrap() > 0, "{s}");
+    // dn2's replicas stop counting at once: its chunks are under-replicated,
+    // or (small chunks copy within milliseconds) already being re-replicated.
+    let (_, after) = cluster.get_json("/admin/rebalances").await;
+    assert!(
+        s["chunks"]["under_replicated"].as_u64().unwrap() > 0 || re_replications(&after) > re_replications(&before),
+        "{s} {after}"
+    );
     wait_fully_replicated(&cluster, Duration::from_secs(60)).await;
     assert_all_download(&cluster, &files).await;
 
