@@ -524,7 +524,8 @@ def wakeup_limits():
 
 def tls_limits(work):
     """One mutual-TLS stream over loopback with the cluster's certificates
-    and rustls settings, the same in plaintext, and SHA-256 on one core."""
+    and rustls settings, the same in plaintext, and BLAKE3, SHA-256 and
+    CRC32C on one core."""
     out = subprocess.run([BENCH_TOOL, "tls", "--scratch", os.path.join(work, "tls-probe")],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)

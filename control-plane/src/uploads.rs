@@ -62,13 +62,10 @@ pub struct Plan {
 /// A file's checksum as the gateway sends it: `blake3:<hex>`, or a bare
 /// hex SHA-256 from a gateway older than BLAKE3 (during an upgrade).
 fn check_file_checksum(checksum: &str) -> Result<(), ControllerError> {
-    match tessera_proto::checksum::parse_file_checksum(checksum) {
-        Some(_) => Ok(()),
-        None => {
-            Err(MetaError::Invalid("checksum must be blake3:<64 hex digits> (or 64 hex digits of SHA-256)".into())
-                .into())
-        }
-    }
+    let why = "checksum must be blake3:<64 hex digits> (or 64 hex digits of SHA-256)";
+    tessera_proto::checksum::parse_file_checksum(checksum)
+        .map(|_| ())
+        .ok_or_else(|| MetaError::Invalid(why.into()).into())
 }
 
 impl Controller {

@@ -408,6 +408,8 @@ async fn grpc_needs_a_certificate_from_the_cluster_ca_and_hostile_ids_are_refuse
         (String::new(), false),
         (empty_sha256.to_string(), true),
     ];
+    let leader = &cluster.ctl_addrs[cluster.leader_id().await - 1];
+    let mut leader = MasterServiceClient::new(channel(leader, Some(own.clone())).await.expect("channel"));
     for (checksum, accepted) in cases {
         let file_id = tessera_proto::ids::new_file_id().to_string();
         let request = pb::CreateFileRequest {
@@ -417,18 +419,7 @@ async fn grpc_needs_a_certificate_from_the_cluster_ca_and_hostile_ids_are_refuse
             checksum: checksum.clone(),
             ..Default::default()
         };
-        let mut answer = None;
-        for addr in &cluster.ctl_addrs {
-            let mut master = MasterServiceClient::new(channel(addr, Some(own.clone())).await.expect("channel"));
-            match master.create_file(request.clone()).await {
-                Err(status) if status.code() == tonic::Code::Unavailable => continue,
-                other => {
-                    answer = Some(other);
-                    break;
-                }
-            }
-        }
-        let answer = answer.expect("no controller led");
+        let answer = leader.create_file(request).await;
         if !accepted {
             assert_eq!(answer.expect_err("a malformed checksum was logged").code(), tonic::Code::InvalidArgument);
             continue;
