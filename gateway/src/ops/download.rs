@@ -40,29 +40,45 @@ pub fn stream_range(
     let file = std::sync::Arc::new(file);
     futures::stream::iter(spans)
         .map(move |(index, offset, len)| {
-            let app = app.clone();
-            let file = file.clone();
             // Each fetch is a task of its own (started when the window has
             // room, aborted if the response is dropped): as futures polled
             // by the response's task, a chunk's gRPC decoding and CRC32C
             // waited while that task wrote to the client, and one core sat
             // idle meanwhile (docs/performance.md, item 62).
-            let fetch = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-                let pieces = fetch_chunk(&app, &file, index).await?;
-                let (from, to) = (offset as usize, (offset + len) as usize);
-                let slices = slice_pieces(pieces, from, to);
-                if slices.iter().map(Bytes::len).sum::<usize>() != to - from {
-                    return Err(std::io::Error::other(format!("chunk {index} is shorter than the metadata says")));
-                }
-                Ok::<_, std::io::Error>(slices)
-            }));
+            let fetch = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(fetch_span(
+                app.clone(),
+                file.clone(),
+                index,
+                offset,
+                len,
+            )));
             async move {
-                let slices = fetch.await.map_err(std::io::Error::other)??;
-                Ok::<_, std::io::Error>(futures::stream::iter(slices.into_iter().map(Ok)))
+                fetch
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map(|slices| futures::stream::iter(slices.into_iter().map(Ok)))
             }
         })
         .buffered(window)
         .try_flatten()
+}
+
+/// The `len` bytes at `offset` of chunk `index`, as slices of the pieces
+/// it arrived in.
+async fn fetch_span(
+    app: AppState,
+    file: std::sync::Arc<pb::FileMetadata>,
+    index: u32,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<Bytes>, std::io::Error> {
+    let pieces = fetch_chunk(&app, &file, index).await?;
+    let (from, to) = (offset as usize, (offset + len) as usize);
+    let slices = slice_pieces(pieces, from, to);
+    if slices.iter().map(Bytes::len).sum::<usize>() != to - from {
+        return Err(std::io::Error::other(format!("chunk {index} is shorter than the metadata says")));
+    }
+    Ok(slices)
 }
 
 /// The bytes `from..to` of a chunk held as consecutive pieces, as slices
