@@ -113,6 +113,32 @@ def machine_cpu_s(work):
     return result, busy() - busy_before - (os.times().user - user_before)
 
 
+def cpu_split(cluster, work):
+    """Runs `work()` and returns (its result, the CPU seconds spent
+    meanwhile: the whole machine's, each service role's and the bench's
+    child processes' (curl))."""
+    services_before = cluster.service_cpu_s()
+    children_before = os.times()
+    result, machine_s = machine_cpu_s(work)
+    services_after, children_after = cluster.service_cpu_s(), os.times()
+    split = {role: services_after[role] - before for role, before in services_before.items()}
+    split["client"] = (children_after.children_user + children_after.children_system
+                       - children_before.children_user - children_before.children_system)
+    split["machine"] = machine_s
+    return result, split
+
+
+def record_cpu_split(r, phase, split, seconds, size, cores):
+    """Where a large transfer's CPU went, per GiB moved, and how busy the
+    cores were: the transfer's rate is cores x busy / machine CPU per GiB,
+    so it tells a transfer held back by its own work (busy near 100) from
+    one left waiting (busy well below)."""
+    gib = size / (1 << 30)
+    for role, cpu_s in split.items():
+        r[f"{phase}_{role}_cpu_s_per_gib"] = cpu_s / gib
+    r[f"{phase}_busy_pct"] = 100 * split["machine"] / seconds / cores
+
+
 def run_threads(threads, work):
     """Runs `work(t)` for t in 0..threads, all at once; returns the seconds
     until the last one finished."""
@@ -622,7 +648,8 @@ def main():
             + 1000 * small_gib * (r["blake3_s_per_gib"] + 4 * r["crc32c_s_per_gib"]))
         # A download: the stack ceiling's work plus the CRC32C the data node
         # checks when it reads the chunk and the gateway checks on arrival.
-        r["download_spec_ceiling_mb_s"] = cores * 1024 / (download_stack_s_per_gib + 2 * r["crc32c_s_per_gib"])
+        r["download_spec_floor_cpu_s_per_gib"] = download_stack_s_per_gib + 2 * r["crc32c_s_per_gib"]
+        r["download_spec_ceiling_mb_s"] = cores * 1024 / r["download_spec_floor_cpu_s_per_gib"]
 
         cluster = Cluster(os.path.join(work, "data"))
         try:
@@ -641,21 +668,25 @@ def main():
             # transport: the client reading its file, three durable replicas
             # (machine CPU, as above) and the CRC32C of the gateway and each
             # replica. Still nothing for Tessera's own code.
-            r["upload_spec_ceiling_mb_s"] = cores * 1024 / (
+            r["upload_spec_floor_cpu_s_per_gib"] = (
                 upload_stack_s_per_gib + 1024 / r["page_cache_read_mb_s"] + 4 * r["crc32c_s_per_gib"]
                 + 3 * r["chunk_write_cpu_s_per_gib"])
+            r["upload_spec_ceiling_mb_s"] = cores * 1024 / r["upload_spec_floor_cpu_s_per_gib"]
             settle()
             rss = RssWatch(cluster.gateway_pid())
             rss.start()
-            file, up_s = curl_upload(cluster, src, "big.bin")
+            (file, up_s), up_cpu = cpu_split(cluster, lambda: curl_upload(cluster, src, "big.bin"))
             r["upload_mb_s"] = big / MIB / up_s
+            record_cpu_split(r, "upload", up_cpu, up_s, big, cores)
             r["upload_ratio"] = r["upload_mb_s"] / (r["fsync_write_mb_s"] / 3)
             # The figure is for page-cache warm data: large chunks are written
             # with O_DIRECT (not cached) and each read picks a replica at
             # random, so read every replica's file once before timing.
             warm_replicas(cluster.data, file["id"])
-            down_s = min(curl_download(cluster, file["id"]) for _ in range(2))
+            down_s, down_cpu = min((cpu_split(cluster, lambda: curl_download(cluster, file["id"])) for _ in range(2)),
+                                   key=lambda run: run[0])
             r["download_mb_s"] = big / MIB / down_s
+            record_cpu_split(r, "download", down_cpu, down_s, big, cores)
             r["download_ratio"] = r["download_mb_s"] / r["loopback_mb_s"]
             rss.running = False
             r["gateway_peak_rss_mib"] = rss.peak
@@ -769,6 +800,8 @@ def main():
               "small_upload_files_s": "fsync_small_files_s / 3, small_upload_ceiling_files_s, "
                                       "small_upload_spec_ceiling_files_s",
               "small_download_files_s": "small_download_ceiling_files_s",
+              "upload_machine_cpu_s_per_gib": "upload_spec_floor_cpu_s_per_gib",
+              "download_machine_cpu_s_per_gib": "download_spec_floor_cpu_s_per_gib",
               "heal_copy_mb_s": "fsync_write_mb_s, disk_copy_mb_s"}
     print(f"{'figure':<32} {'value':>12}")
     for k in sorted(r):
