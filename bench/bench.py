@@ -139,6 +139,36 @@ def record_cpu_split(r, phase, split, seconds, size, cores):
     r[f"{phase}_busy_pct"] = 100 * split["machine"] / seconds / cores
 
 
+def transfer_floors(r, chunk_runs, cores):
+    """The CPU per GiB a large transfer needs at least, both ends of each
+    hop, from the cheapest of `chunk_runs` (`rpc_limits` on 4 MiB chunks),
+    and what the cores could move at that cost: with the transport alone
+    (`*_stack_*`) and with the disk and checksum work the spec asks
+    beside it (`*_spec_*`), Tessera's own code costing nothing."""
+    per_gib = 1024 / 4 / 1000  # 4 MiB calls per GiB, ms to s
+    big_rpc = {k: min(run[k] for run in chunk_runs) for k in chunk_runs[0]}
+    r["grpc_chunk_up_cpu_s_per_gib"] = big_rpc["grpc_upload_cpu_ms"] * per_gib
+    r["grpc_chunk_down_cpu_s_per_gib"] = big_rpc["grpc_download_cpu_ms"] * per_gib
+    r["http_chunk_post_cpu_s_per_gib"] = big_rpc["http_post_cpu_ms"] * per_gib
+    r["http_chunk_get_cpu_s_per_gib"] = big_rpc["http_get_cpu_ms"] * per_gib
+    page_cache_s_per_gib = 1024 / r["page_cache_read_mb_s"]
+    # Download: a page-cache read, one gRPC hop, one HTTP hop.
+    download_stack = page_cache_s_per_gib + r["grpc_chunk_down_cpu_s_per_gib"] + r["http_chunk_get_cpu_s_per_gib"]
+    # Upload at RF 3: one HTTP hop, three gRPC hops, the BLAKE3 file checksum.
+    upload_stack = r["http_chunk_post_cpu_s_per_gib"] + 3 * r["grpc_chunk_up_cpu_s_per_gib"] + r["blake3_s_per_gib"]
+    r["download_stack_ceiling_mb_s"] = cores * 1024 / download_stack
+    r["upload_stack_ceiling_mb_s"] = cores * 1024 / upload_stack
+    # Beside the transport, a download's CRC32C on the data node's read and
+    # on the gateway's arrival; an upload's client reading its file, three
+    # durable replicas (machine CPU, measured just before) and the CRC32C
+    # of the gateway and each replica.
+    r["download_spec_floor_cpu_s_per_gib"] = download_stack + 2 * r["crc32c_s_per_gib"]
+    r["upload_spec_floor_cpu_s_per_gib"] = (upload_stack + page_cache_s_per_gib + 4 * r["crc32c_s_per_gib"]
+                                            + 3 * r["chunk_write_cpu_s_per_gib"])
+    r["download_spec_ceiling_mb_s"] = cores * 1024 / r["download_spec_floor_cpu_s_per_gib"]
+    r["upload_spec_ceiling_mb_s"] = cores * 1024 / r["upload_spec_floor_cpu_s_per_gib"]
+
+
 def run_threads(threads, work):
     """Runs `work(t)` for t in 0..threads, all at once; returns the seconds
     until the last one finished."""
@@ -607,22 +637,13 @@ def main():
         # The ceilings above count TLS over a bare socket; these count
         # tonic, h2 and hyper too, the transport the spec prescribes, still
         # with Tessera's own code (disk, checksums, metadata) costing nothing.
-        # The cheaper of two runs of 512 MiB per call kind: a floor, and a
-        # short run's first calls (buffers, windows) would inflate it.
+        # Each run moves 512 MiB per call kind in about a second, and this
+        # host's speed drifts within minutes: two runs here and two more
+        # just before the large transfers, the cheapest of the four kept
+        # (a floor; a short run's first calls, buffers and windows, would
+        # inflate it).
         chunk = 4 * MIB
-        per_gib = 1024 * MIB / chunk / 1000
-        runs = [rpc_limits(work, 128, payload=chunk, concurrency=4) for _ in range(2)]
-        big_rpc = {k: min(run[k] for run in runs) for k in runs[0]}
-        r["grpc_chunk_up_cpu_s_per_gib"] = big_rpc["grpc_upload_cpu_ms"] * per_gib
-        r["grpc_chunk_down_cpu_s_per_gib"] = big_rpc["grpc_download_cpu_ms"] * per_gib
-        r["http_chunk_post_cpu_s_per_gib"] = big_rpc["http_post_cpu_ms"] * per_gib
-        r["http_chunk_get_cpu_s_per_gib"] = big_rpc["http_get_cpu_ms"] * per_gib
-        download_stack_s_per_gib = (1024 / r["page_cache_read_mb_s"] + r["grpc_chunk_down_cpu_s_per_gib"]
-                                    + r["http_chunk_get_cpu_s_per_gib"])
-        upload_stack_s_per_gib = (r["http_chunk_post_cpu_s_per_gib"] + 3 * r["grpc_chunk_up_cpu_s_per_gib"]
-                                  + r["blake3_s_per_gib"])
-        r["download_stack_ceiling_mb_s"] = cores * 1024 / download_stack_s_per_gib
-        r["upload_stack_ceiling_mb_s"] = cores * 1024 / upload_stack_s_per_gib
+        chunk_runs = [rpc_limits(work, 128, payload=chunk, concurrency=4) for _ in range(2)]
         # The same for small files: what the cores could serve if Tessera's
         # own code cost nothing, from the transport's measured CPU per call
         # (both ends) and the disk's kernel work per durable file. A
@@ -646,10 +667,6 @@ def main():
         r["small_upload_spec_ceiling_files_s"] = cores * 1000 / (
             small_upload_calls_ms + 3 * r["durable_file_cpu_ms"]
             + 1000 * small_gib * (r["blake3_s_per_gib"] + 4 * r["crc32c_s_per_gib"]))
-        # A download: the stack ceiling's work plus the CRC32C the data node
-        # checks when it reads the chunk and the gateway checks on arrival.
-        r["download_spec_floor_cpu_s_per_gib"] = download_stack_s_per_gib + 2 * r["crc32c_s_per_gib"]
-        r["download_spec_ceiling_mb_s"] = cores * 1024 / r["download_spec_floor_cpu_s_per_gib"]
 
         cluster = Cluster(os.path.join(work, "data"))
         try:
@@ -664,14 +681,8 @@ def main():
                 lambda: chunk_writes(os.path.join(work, "chunk-writes"), big // (4 * MIB)))
             r["chunk_write_cpu_s_per_gib"] = chunk_write_s * (1 << 30) / big
             # The files stay until the run ends (see where `main` makes `work`).
-            # The upload's stack ceiling plus what the spec asks beside the
-            # transport: the client reading its file, three durable replicas
-            # (machine CPU, as above) and the CRC32C of the gateway and each
-            # replica. Still nothing for Tessera's own code.
-            r["upload_spec_floor_cpu_s_per_gib"] = (
-                upload_stack_s_per_gib + 1024 / r["page_cache_read_mb_s"] + 4 * r["crc32c_s_per_gib"]
-                + 3 * r["chunk_write_cpu_s_per_gib"])
-            r["upload_spec_ceiling_mb_s"] = cores * 1024 / r["upload_spec_floor_cpu_s_per_gib"]
+            chunk_runs += [rpc_limits(work, 128, payload=chunk, concurrency=4) for _ in range(2)]
+            transfer_floors(r, chunk_runs, cores)
             settle()
             rss = RssWatch(cluster.gateway_pid())
             rss.start()
