@@ -706,18 +706,18 @@ def main():
             with open(payload, "wb") as f:
                 f.write(os.urandom(64 * 1024))
             settle()
-            services_before, switches_before = cluster.service_cpu_s(), machine_switches()
-            (rate, lat, client_cpu), machine_s = machine_cpu_s(lambda: http_requests(
+            switches_before = machine_switches()
+            (rate, lat, client_cpu), split = cpu_split(cluster, lambda: http_requests(
                 cluster, small_files, 16, lambda i: f"/api/files?name=small-{i}.bin", body=payload))
-            services_after, switches_after = cluster.service_cpu_s(), machine_switches()
+            switches_after = machine_switches()
             r["small_upload_files_s"], r["small_upload_p50_ms"], r["small_upload_p99_ms"] = rate, percentile(lat, .5), percentile(lat, .99)
             # Where an upload's CPU goes, per role and over the whole machine
             # (kernel threads and block completions included), and how busy
             # the cores were: the figure is CPU-bound when that is near 100.
-            for role, before in services_before.items():
-                r[f"small_upload_{role}_cpu_ms"] = (services_after[role] - before) * 1000 / small_files
-            r["small_upload_machine_cpu_ms"] = machine_s * 1000 / small_files
-            r["small_upload_busy_pct"] = 100 * machine_s * rate / small_files / cores
+            for role in SERVICE_ROLES.values():
+                r[f"small_upload_{role}_cpu_ms"] = split[role] * 1000 / small_files
+            r["small_upload_machine_cpu_ms"] = split["machine"] * 1000 / small_files
+            r["small_upload_busy_pct"] = 100 * split["machine"] * rate / small_files / cores
             # Hand-offs between threads, all processes together: an upload
             # crosses the load generator, the gateway, the controllers and
             # three data nodes, and waits on nine fsyncs.
