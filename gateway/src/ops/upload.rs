@@ -49,12 +49,7 @@ type PendingReports = Arc<std::sync::Mutex<Vec<pb::DurableChunk>>>;
 struct Upload {
     app: AppState,
     name: String,
-    /// Planned with `defer_create` and the controller agreed: the file
-    /// does not exist until `CreateFile`.
-    deferred: bool,
-    /// Deferred only: CRC32C of chunk 0 and the nodes that stored it.
-    first_crc: u32,
-    first_stored: Arc<std::sync::Mutex<Vec<String>>>,
+    reporting: Reporting,
     /// Bytes the owner may still store (`None`: no quota).
     quota_left: Option<u64>,
     owner: String,
@@ -63,8 +58,26 @@ struct Upload {
     size_hint: u64,
     replication: usize,
     placements: HashMap<u32, Vec<pb::NodeAddr>>,
-    /// Not deferred: stored chunks waiting to be reported in a batch.
-    unreported: PendingReports,
+}
+
+/// How the controller learns which nodes hold the upload's chunks.
+enum Reporting {
+    /// Planned with `defer_create` and the controller agreed: the file
+    /// does not exist until `CreateFile`, which names its one chunk's
+    /// CRC32C and the nodes that stored it.
+    Deferred { crc: u32, stored_on: Arc<std::sync::Mutex<Vec<String>>> },
+    /// Stored chunks wait here to be reported in a batch.
+    Batched(PendingReports),
+}
+
+impl Reporting {
+    /// Stored chunks not reported yet (none for a deferred upload).
+    fn take_unreported(&self) -> Vec<pb::DurableChunk> {
+        match self {
+            Reporting::Deferred { .. } => Vec::new(),
+            Reporting::Batched(unreported) => take_all(unreported),
+        }
+    }
 }
 
 /// A plan call; one that carries the caller's token reports a bad token
@@ -120,16 +133,17 @@ where
     let mut upload = Upload {
         app: app.clone(),
         name: name.to_string(),
-        deferred: first.deferred,
-        first_crc: 0,
-        first_stored: Arc::default(),
+        reporting: if first.deferred {
+            Reporting::Deferred { crc: 0, stored_on: Arc::default() }
+        } else {
+            Reporting::Batched(PendingReports::default())
+        },
         quota_left: owner.remaining_quota(),
         owner: owner.username,
         file_id: first.file_id.clone(),
         size_hint: size_hint.unwrap_or(0),
         replication: first.replication.max(1) as usize,
         placements: first.placements.into_iter().map(|p| (p.index, p.targets)).collect(),
-        unreported: PendingReports::default(),
     };
     match upload.run(chunk_size, body).await {
         Ok(file) => Ok(file),
@@ -278,24 +292,27 @@ impl Upload {
         while let Some(done) = tasks.join_next().await {
             done.map_err(|e| ApiError::Internal(format!("chunk task: {e}")))??;
         }
-        report_stored(&self.app, &self.file_id, take_all(&self.unreported)).await?;
+        report_stored(&self.app, &self.file_id, self.reporting.take_unreported()).await?;
         let checksum = hasher.finish();
-        let reply = if self.deferred {
-            let request = pb::CreateFileRequest {
-                file_id: self.file_id.clone(),
-                name: self.name.clone(),
-                owner: self.owner.clone(),
-                size: total,
-                checksum,
-                crc32c: self.first_crc,
-                node_ids: self.first_stored.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                token_hash: String::new(),
-            };
-            self.app.control.call_with(request, |mut c, r| async move { c.create_file(r).await }).await?
-        } else {
-            let request =
-                pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
-            self.app.control.call_with(request, |mut c, r| async move { c.commit_file(r).await }).await?
+        let reply = match &self.reporting {
+            Reporting::Deferred { crc, stored_on } => {
+                let request = pb::CreateFileRequest {
+                    file_id: self.file_id.clone(),
+                    name: self.name.clone(),
+                    owner: self.owner.clone(),
+                    size: total,
+                    checksum,
+                    crc32c: *crc,
+                    node_ids: stored_on.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    token_hash: String::new(),
+                };
+                self.app.control.call_with(request, |mut c, r| async move { c.create_file(r).await }).await?
+            }
+            Reporting::Batched(_) => {
+                let request =
+                    pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
+                self.app.control.call_with(request, |mut c, r| async move { c.commit_file(r).await }).await?
+            }
         };
         reply.file.ok_or_else(|| ApiError::Internal("the controller committed but returned no file".into()))
     }
@@ -325,27 +342,31 @@ impl Upload {
                 .await
                 .map_err(|e| ApiError::Internal(format!("hashing: {e}")))?
         };
-        let report_to = if self.deferred {
-            if index > 0 {
+        let report_to = match &mut self.reporting {
+            Reporting::Deferred { .. } if index > 0 => {
                 return Err(ApiError::BadRequest("the body is longer than its Content-Length".into()));
             }
-            self.first_crc = crc;
-            ReportTo::Deferred(self.first_stored.clone())
-        } else {
-            ReportTo::Batch(self.unreported.clone())
+            Reporting::Deferred { crc: first_crc, stored_on } => {
+                *first_crc = crc;
+                ReportTo::Deferred(stored_on.clone())
+            }
+            Reporting::Batched(unreported) => ReportTo::Batch(unreported.clone()),
         };
         let targets = self.targets(index).await?;
         let app = self.app.clone();
         let file_id = self.file_id.clone();
         let replication = self.replication;
         tasks.spawn(store_chunk(app, file_id, index, chunk, crc, targets, replication, report_to, permit));
-        let full_batch = {
-            let mut unreported = self.unreported.lock().unwrap_or_else(|p| p.into_inner());
-            if unreported.len() >= REPORT_BATCH {
-                std::mem::take(&mut *unreported)
-            } else {
-                Vec::new()
+        let full_batch = match &self.reporting {
+            Reporting::Batched(unreported) => {
+                let mut unreported = unreported.lock().unwrap_or_else(|p| p.into_inner());
+                if unreported.len() >= REPORT_BATCH {
+                    std::mem::take(&mut *unreported)
+                } else {
+                    Vec::new()
+                }
             }
+            Reporting::Deferred { .. } => Vec::new(),
         };
         if !full_batch.is_empty() {
             let app = self.app.clone();
@@ -377,10 +398,15 @@ impl Upload {
     async fn abort(&self) {
         // Chunks stored but not yet reported: once reported, the abort
         // turns them into garbage the data nodes delete at once.
-        if let Err(e) = report_stored(&self.app, &self.file_id, take_all(&self.unreported)).await {
+        if let Err(e) = report_stored(&self.app, &self.file_id, self.reporting.take_unreported()).await {
             tracing::warn!(file = %self.file_id, error = %e, "could not report stored chunks before aborting");
         }
-        let stored_on = self.first_stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // A deferred upload's file does not exist: the abort names the
+        // nodes holding its chunk so they can be told to delete it.
+        let stored_on = match &self.reporting {
+            Reporting::Deferred { stored_on, .. } => stored_on.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            Reporting::Batched(_) => Vec::new(),
+        };
         let request = pb::AbortUploadRequest { file_id: self.file_id.clone(), stored_on };
         let result = self
             .app
