@@ -82,33 +82,33 @@ impl Controller {
 
     pub async fn upload_plan(&self, req: PlanRequest) -> Result<Plan, ControllerError> {
         self.ensure_leader()?;
-        // Replacement targets for a deferred upload: its file does not exist yet.
-        let deferred_replacement =
-            req.defer_create && req.file_id.is_some_and(|id| !self.state.read().meta.files.contains_key(&id));
-        let (chunk_size, replication) = match req.file_id {
-            Some(_) if deferred_replacement => (self.config.chunk_size, self.config.replication),
-            Some(id) => {
-                let state = self.state.read();
-                let file = state.meta.files.get(&id).ok_or_else(|| MetaError::FileNotFound(id.to_string()))?;
-                if file.state != FileState::Uploading {
-                    return Err(
-                        MetaError::NotUploading { file: id.to_string(), state: file.state.as_str().into() }.into()
-                    );
-                }
-                (file.chunk_size, file.replication)
-            }
-            None => {
-                tessera_proto::ids::validate_file_name(&req.name).map_err(MetaError::from)?;
-                {
-                    let state = self.state.read();
+        if req.file_id.is_none() {
+            tessera_proto::ids::validate_file_name(&req.name).map_err(MetaError::from)?;
+        }
+        // One look at the state for everything the plan checks.
+        let (deferred_replacement, chunk_size, replication) = {
+            let state = self.state.read();
+            match req.file_id {
+                Some(id) => match state.meta.files.get(&id) {
+                    // Replacement targets for a deferred upload: its file does not exist yet.
+                    None if req.defer_create => (true, self.config.chunk_size, self.config.replication),
+                    None => return Err(MetaError::FileNotFound(id.to_string()).into()),
+                    Some(file) if file.state != FileState::Uploading => {
+                        return Err(
+                            MetaError::NotUploading { file: id.to_string(), state: file.state.as_str().into() }.into()
+                        )
+                    }
+                    Some(file) => (false, file.chunk_size, file.replication),
+                },
+                None => {
                     if !req.owner.is_empty() && !state.meta.users.contains_key(&req.owner) {
                         return Err(MetaError::UserNotFound(req.owner.clone()).into());
                     }
                     // Refused before a byte is sent; CommitFile checks again
                     // with the real size.
                     state.meta.check_quota(&req.owner, req.size_hint)?;
+                    (false, self.config.chunk_size, self.config.replication)
                 }
-                (self.config.chunk_size, self.config.replication)
             }
         };
         let loads = self.healthy_loads();
