@@ -452,8 +452,8 @@ impl MetaState {
 
     /// A chunk of `size` bytes may be recorded for `file_id`: the file is
     /// uploading and the chunk no larger than its chunk size.
-    fn check_chunk_fits(&mut self, file_id: &Uuid, index: u32, size: u64) -> Result<(), MetaError> {
-        let file = self.uploading_file_mut(file_id)?;
+    fn check_chunk_fits(&self, file_id: &Uuid, index: u32, size: u64) -> Result<(), MetaError> {
+        let file = self.uploading_file(file_id)?;
         if size > file.chunk_size {
             return Err(MetaError::Invalid(format!(
                 "chunk {index} is {size} bytes, larger than the chunk size {}",
@@ -497,8 +497,8 @@ impl MetaState {
         }
     }
 
-    fn uploading_file_mut(&mut self, file_id: &Uuid) -> Result<&mut FileRecord, MetaError> {
-        let file = self.files.get_mut(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
+    fn uploading_file(&self, file_id: &Uuid) -> Result<&FileRecord, MetaError> {
+        let file = self.files.get(file_id).ok_or_else(|| MetaError::FileNotFound(file_id.to_string()))?;
         if file.state != FileState::Uploading {
             return Err(MetaError::NotUploading { file: file_id.to_string(), state: file.state.as_str().into() });
         }
