@@ -422,7 +422,8 @@ impl Upload {
     }
 }
 
-/// Where [`store_chunk`] leaves the nodes that stored a chunk.
+/// Where [`store_chunk`] leaves the nodes that stored a chunk: the shared
+/// part of the upload's [`Reporting`], which a chunk's task holds.
 enum ReportTo {
     /// The deferred upload's one chunk: its nodes go into `CreateFile`.
     Deferred(Arc<std::sync::Mutex<Vec<String>>>),
