@@ -60,22 +60,46 @@ struct Upload {
     placements: HashMap<u32, Vec<pb::NodeAddr>>,
 }
 
-/// How the controller learns which nodes hold the upload's chunks.
+/// How the controller learns which nodes hold the upload's chunks; each
+/// chunk's task holds a clone and leaves its nodes here.
+#[derive(Clone)]
 enum Reporting {
     /// Planned with `defer_create` and the controller agreed: the file
-    /// does not exist until `CreateFile`, which names its one chunk's
-    /// CRC32C and the nodes that stored it.
-    Deferred { crc: u32, stored_on: Arc<std::sync::Mutex<Vec<String>>> },
+    /// does not exist until `CreateFile`, which names its one chunk.
+    Deferred(Arc<std::sync::Mutex<DeferredChunk>>),
     /// Stored chunks wait here to be reported in a batch.
     Batched(PendingReports),
 }
 
+/// A deferred upload's one chunk: its CRC32C and the nodes that stored it.
+#[derive(Default, Clone)]
+struct DeferredChunk {
+    crc: u32,
+    stored_on: Vec<String>,
+}
+
 impl Reporting {
-    /// Stored chunks not reported yet (none for a deferred upload).
-    fn take_unreported(&self) -> Vec<pb::DurableChunk> {
+    /// Stored chunks not reported yet, once there are at least `at_least`
+    /// of them (none for a deferred upload).
+    fn take_reports(&self, at_least: usize) -> Vec<pb::DurableChunk> {
         match self {
-            Reporting::Deferred { .. } => Vec::new(),
-            Reporting::Batched(unreported) => take_all(unreported),
+            Reporting::Deferred(_) => Vec::new(),
+            Reporting::Batched(unreported) => {
+                let mut unreported = unreported.lock().unwrap_or_else(|p| p.into_inner());
+                if unreported.len() >= at_least {
+                    std::mem::take(&mut *unreported)
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    /// The deferred chunk as stored so far (`None` for a batched upload).
+    fn deferred_chunk(&self) -> Option<DeferredChunk> {
+        match self {
+            Reporting::Deferred(chunk) => Some(chunk.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            Reporting::Batched(_) => None,
         }
     }
 }
@@ -134,7 +158,7 @@ where
         app: app.clone(),
         name: name.to_string(),
         reporting: if first.deferred {
-            Reporting::Deferred { crc: 0, stored_on: Arc::default() }
+            Reporting::Deferred(Arc::default())
         } else {
             Reporting::Batched(PendingReports::default())
         },
@@ -292,23 +316,23 @@ impl Upload {
         while let Some(done) = tasks.join_next().await {
             done.map_err(|e| ApiError::Internal(format!("chunk task: {e}")))??;
         }
-        report_stored(&self.app, &self.file_id, self.reporting.take_unreported()).await?;
+        report_stored(&self.app, &self.file_id, self.reporting.take_reports(0)).await?;
         let checksum = hasher.finish();
-        let reply = match &self.reporting {
-            Reporting::Deferred { crc, stored_on } => {
+        let reply = match self.reporting.deferred_chunk() {
+            Some(chunk) => {
                 let request = pb::CreateFileRequest {
                     file_id: self.file_id.clone(),
                     name: self.name.clone(),
                     owner: self.owner.clone(),
                     size: total,
                     checksum,
-                    crc32c: *crc,
-                    node_ids: stored_on.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    crc32c: chunk.crc,
+                    node_ids: chunk.stored_on,
                     token_hash: String::new(),
                 };
                 self.app.control.call_with(request, |mut c, r| async move { c.create_file(r).await }).await?
             }
-            Reporting::Batched(_) => {
+            None => {
                 let request =
                     pb::CommitFileRequest { file_id: self.file_id.clone(), size: total, total_chunks: index, checksum };
                 self.app.control.call_with(request, |mut c, r| async move { c.commit_file(r).await }).await?
@@ -342,32 +366,19 @@ impl Upload {
                 .await
                 .map_err(|e| ApiError::Internal(format!("hashing: {e}")))?
         };
-        let report_to = match &mut self.reporting {
-            Reporting::Deferred { .. } if index > 0 => {
+        if let Reporting::Deferred(first) = &self.reporting {
+            if index > 0 {
                 return Err(ApiError::BadRequest("the body is longer than its Content-Length".into()));
             }
-            Reporting::Deferred { crc: first_crc, stored_on } => {
-                *first_crc = crc;
-                ReportTo::Deferred(stored_on.clone())
-            }
-            Reporting::Batched(unreported) => ReportTo::Batch(unreported.clone()),
-        };
+            first.lock().unwrap_or_else(|p| p.into_inner()).crc = crc;
+        }
+        let report_to = self.reporting.clone();
         let targets = self.targets(index).await?;
         let app = self.app.clone();
         let file_id = self.file_id.clone();
         let replication = self.replication;
         tasks.spawn(store_chunk(app, file_id, index, chunk, crc, targets, replication, report_to, permit));
-        let full_batch = match &self.reporting {
-            Reporting::Batched(unreported) => {
-                let mut unreported = unreported.lock().unwrap_or_else(|p| p.into_inner());
-                if unreported.len() >= REPORT_BATCH {
-                    std::mem::take(&mut *unreported)
-                } else {
-                    Vec::new()
-                }
-            }
-            Reporting::Deferred { .. } => Vec::new(),
-        };
+        let full_batch = self.reporting.take_reports(REPORT_BATCH);
         if !full_batch.is_empty() {
             let app = self.app.clone();
             let file_id = self.file_id.clone();
@@ -398,15 +409,12 @@ impl Upload {
     async fn abort(&self) {
         // Chunks stored but not yet reported: once reported, the abort
         // turns them into garbage the data nodes delete at once.
-        if let Err(e) = report_stored(&self.app, &self.file_id, self.reporting.take_unreported()).await {
+        if let Err(e) = report_stored(&self.app, &self.file_id, self.reporting.take_reports(0)).await {
             tracing::warn!(file = %self.file_id, error = %e, "could not report stored chunks before aborting");
         }
         // A deferred upload's file does not exist: the abort names the
         // nodes holding its chunk so they can be told to delete it.
-        let stored_on = match &self.reporting {
-            Reporting::Deferred { stored_on, .. } => stored_on.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            Reporting::Batched(_) => Vec::new(),
-        };
+        let stored_on = self.reporting.deferred_chunk().map(|chunk| chunk.stored_on).unwrap_or_default();
         let request = pb::AbortUploadRequest { file_id: self.file_id.clone(), stored_on };
         let result = self
             .app
@@ -420,20 +428,6 @@ impl Upload {
             tracing::warn!(file = %self.file_id, error = %e.message(), "could not abort an upload; GC will collect it");
         }
     }
-}
-
-/// Where [`store_chunk`] leaves the nodes that stored a chunk: the shared
-/// part of the upload's [`Reporting`], which a chunk's task holds.
-enum ReportTo {
-    /// The deferred upload's one chunk: its nodes go into `CreateFile`.
-    Deferred(Arc<std::sync::Mutex<Vec<String>>>),
-    /// Reported with the next batch (so it can be collected if the upload
-    /// fails).
-    Batch(PendingReports),
-}
-
-fn take_all(unreported: &PendingReports) -> Vec<pb::DurableChunk> {
-    std::mem::take(&mut *unreported.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Tells the controller that these chunks of the file are durable, in one
@@ -468,7 +462,7 @@ async fn store_chunk(
     crc: u32,
     targets: Vec<pb::NodeAddr>,
     replication: usize,
-    report_to: ReportTo,
+    report_to: Reporting,
     _permit: OwnedSemaphorePermit,
 ) -> Result<(), ApiError> {
     let mut stored: Vec<String> = Vec::new();
@@ -502,7 +496,7 @@ async fn store_chunk(
                 first_chunk: index,
                 chunk_count: 1,
                 exclude_nodes: tried.clone(),
-                defer_create: matches!(report_to, ReportTo::Deferred(_)),
+                defer_create: matches!(report_to, Reporting::Deferred(_)),
                 ..Default::default()
             },
         )
@@ -521,12 +515,14 @@ async fn store_chunk(
         }
     }
     match &report_to {
-        ReportTo::Deferred(nodes) => nodes.lock().unwrap_or_else(|p| p.into_inner()).extend(stored.iter().cloned()),
-        ReportTo::Batch(unreported) if !stored.is_empty() => {
+        Reporting::Deferred(first) => {
+            first.lock().unwrap_or_else(|p| p.into_inner()).stored_on.extend(stored.iter().cloned())
+        }
+        Reporting::Batched(unreported) if !stored.is_empty() => {
             let chunk = pb::DurableChunk { index, size: chunk.len() as u64, crc32c: crc, node_ids: stored.clone() };
             unreported.lock().unwrap_or_else(|p| p.into_inner()).push(chunk);
         }
-        ReportTo::Batch(_) => {}
+        Reporting::Batched(_) => {}
     }
     let quorum = replication / 2 + 1;
     if stored.len() < quorum {
