@@ -121,7 +121,7 @@ async fn leader_killed_under_load_loses_no_acknowledged_upload() {
         wait_for_requests(&load, before + 40).await;
         let new_leader = cluster.leader_id().await;
         assert_ne!(new_leader, leader, "round {round}");
-        cluster.controllers[leader - 1].start();
+        cluster.controllers[leader - 1].start().expect("start a service process");
     }
     stop_load(&stop, tasks).await;
     let failed = load.failed.load(Ordering::Relaxed);
@@ -184,7 +184,7 @@ async fn a_restarted_follower_catches_up_by_snapshot() {
         }
     }
 
-    cluster.controllers[follower - 1].start();
+    cluster.controllers[follower - 1].start().expect("start a service process");
     let name = format!("controller-{follower}");
     eventually(Duration::from_secs(60), "follower installed a snapshot", || async {
         cluster.log_of(&name).contains("snapshot installed from the leader").then_some(())
@@ -265,13 +265,13 @@ async fn a_paused_leader_is_replaced_and_serves_nothing_stale() {
     let (status, file) = cluster.upload_raw("before.bin", random_bytes(1000, 1)).await;
     assert_eq!(status, 201);
     let leader = cluster.leader_id().await;
-    cluster.controllers[leader - 1].signal("STOP");
+    cluster.controllers[leader - 1].pause();
     // The majority elects a new leader and takes writes.
     let (status, after) = cluster.upload_raw("during.bin", random_bytes(1000, 2)).await;
     assert_eq!(status, 201, "{after}");
     let new_leader = cluster.leader_id().await;
     assert_ne!(new_leader, leader);
-    cluster.controllers[leader - 1].signal("CONT");
+    cluster.controllers[leader - 1].resume();
     // Asked directly, the old leader must not serve its stale view: a
     // linearizable read there either redirects (UNAVAILABLE with the new
     // leader's address) or already sees the new file.
@@ -312,7 +312,7 @@ async fn a_leader_cut_off_from_its_followers_stops_serving_reads() {
     direct.list_files(list.clone()).await.expect("the leader reads with its followers up");
     let followers: Vec<usize> = (1..=3).filter(|&id| id != leader).collect();
     for &f in &followers {
-        cluster.controllers[f - 1].signal("STOP");
+        cluster.controllers[f - 1].pause();
     }
     let cut_off = Instant::now();
     loop {
@@ -333,7 +333,7 @@ async fn a_leader_cut_off_from_its_followers_stops_serving_reads() {
         assert!(refused.is_err(), "a leader without its quorum served a read after refusing one");
     }
     for &f in &followers {
-        cluster.controllers[f - 1].signal("CONT");
+        cluster.controllers[f - 1].resume();
     }
     eventually(Duration::from_secs(30), "reads served again", || {
         let (mut direct, list) = (direct.clone(), list.clone());
@@ -359,7 +359,7 @@ async fn failover_times_over_repeated_leader_kills() {
             assert!(killed.elapsed() < Duration::from_secs(30), "no commit within 30 s after a leader kill");
         }
         times.push(killed.elapsed().as_secs_f64());
-        cluster.controllers[leader - 1].start();
+        cluster.controllers[leader - 1].start().expect("start a service process");
         eventually(Duration::from_secs(30), "killed controller back as follower", || async {
             let (_, s) = cluster.get_json("/admin/summary").await;
             let back = s["controllers"].as_array()?.iter().any(|c| c["id"] == leader as u64 && c["role"] == "follower");

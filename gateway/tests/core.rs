@@ -369,7 +369,7 @@ async fn committed_files_survive_a_full_controller_restart() {
     }
     // Restart in a different order.
     for i in [2, 0, 1] {
-        cluster.controllers[i].start();
+        cluster.controllers[i].start().expect("start a service process");
     }
     cluster.wait_ready().await;
     let names = cluster.list_names().await;

@@ -103,7 +103,7 @@ async fn killed_nodes_are_re_replicated_and_counts_match_the_disk() {
 
     // dn1 comes back after its chunks were re-replicated: its stale copies
     // are deleted and every chunk keeps exactly 3 replicas.
-    cluster.datanode("dn1").start();
+    cluster.datanode("dn1").start().expect("start a service process");
     eventually(Duration::from_secs(30), "dn1 back and emptied of unwanted replicas", || async {
         let healthy = cluster.healthy_nodes().await?;
         (healthy.contains(&"dn1".to_string()) && cluster.chunk_files("dn1").is_empty()).then_some(())
@@ -324,7 +324,7 @@ async fn abandoned_uploads_are_garbage_collected() {
     cluster.gateway.kill();
     drop(tx);
     let _ = upload.await;
-    cluster.gateway.start();
+    cluster.gateway.start().expect("start a service process");
     eventually(Duration::from_secs(60), "abandoned chunks removed", || async {
         let n: usize = cluster.datanodes.iter().map(|d| cluster.chunk_files(&d.name).len()).sum();
         (n == 0).then_some(())

@@ -2,11 +2,12 @@
 //! of the [`Network`], with mutual TLS, an admin account and a token.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
+use tessera_testkit::{free_port, Process};
 
 use crate::topology::{Host, Network};
 
@@ -17,72 +18,25 @@ pub enum Role {
     Gateway,
 }
 
+/// One service of the cluster: its process, the host it runs on and the
+/// address its gRPC or HTTP server listens on.
 pub struct Proc {
-    pub name: String,
     pub host: Host,
     /// host:port of its gRPC or HTTP server.
     pub addr: String,
-    program: PathBuf,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
-    pub paused: bool,
+    process: Process,
 }
 
-impl Proc {
-    pub fn start(&mut self) -> anyhow::Result<()> {
-        if self.child.is_some() {
-            return Ok(());
-        }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = self
-            .host
-            .command(&self.program.to_string_lossy())
-            .args(&self.args)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
-        self.paused = false;
-        Ok(())
+impl std::ops::Deref for Proc {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
+}
 
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if self.paused {
-                self.signal(libc::SIGCONT, child.id());
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.paused = false;
-    }
-
-    fn signal(&self, signal: i32, pid: u32) {
-        unsafe {
-            libc::kill(pid as i32, signal);
-        }
-    }
-
-    pub fn pause(&mut self) {
-        if let Some(child) = &self.child {
-            self.signal(libc::SIGSTOP, child.id());
-            self.paused = true;
-        }
-    }
-
-    pub fn resume(&mut self) {
-        if let Some(child) = &self.child {
-            self.signal(libc::SIGCONT, child.id());
-        }
-        self.paused = false;
-    }
-
-    pub fn running(&self) -> bool {
-        self.child.is_some()
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 
@@ -107,10 +61,6 @@ pub struct Cluster {
     small_disk: bool,
     next_host: u32,
     chunk_size: u64,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 pub fn bin_dir() -> PathBuf {
@@ -175,14 +125,7 @@ impl Cluster {
                 "--snapshot-every=2000".into(),
                 "--upload-grace-ms=20000".into(),
             ];
-            cluster.controllers.push(cluster.proc(
-                &format!("controller-{id}"),
-                Role::Controller,
-                host,
-                addr,
-                "tessera-controller",
-                args,
-            ));
+            cluster.controllers.push(cluster.proc(&format!("controller-{id}"), host, addr, "tessera-controller", args));
         }
         if cluster.net.namespaces {
             cluster.mount_small_disk();
@@ -200,14 +143,7 @@ impl Cluster {
                 format!("--static-dir={}", cluster.dir.join("none").display()),
                 "--login-attempts-per-minute=1000".into(),
             ];
-            cluster.gateways.push(cluster.proc(
-                &format!("gateway-{i}"),
-                Role::Gateway,
-                host,
-                addr,
-                "tessera-gateway",
-                args,
-            ));
+            cluster.gateways.push(cluster.proc(&format!("gateway-{i}"), host, addr, "tessera-gateway", args));
         }
         for p in cluster.controllers.iter_mut().chain(cluster.datanodes.iter_mut()).chain(cluster.gateways.iter_mut()) {
             p.start()?;
@@ -223,19 +159,12 @@ impl Cluster {
         self.net.add_host(name, n)
     }
 
-    fn proc(&self, name: &str, role: Role, host: Host, addr: String, program: &str, mut args: Vec<String>) -> Proc {
+    fn proc(&self, name: &str, host: Host, addr: String, program: &str, mut args: Vec<String>) -> Proc {
         args.push(format!("--tls-dir={}", self.tls_dir.display()));
-        let _ = role;
-        Proc {
-            name: name.into(),
-            host,
-            addr,
-            program: self.bin.join(program),
-            args,
-            log: self.dir.join("logs").join(format!("{name}.log")),
-            child: None,
-            paused: false,
-        }
+        let process =
+            Process::new(name, self.bin.join(program), args, self.dir.join("logs").join(format!("{name}.log")))
+                .launched_by(host.launcher());
+        Proc { host, addr, process }
     }
 
     pub fn controller_addrs(&self) -> Vec<String> {
@@ -307,7 +236,7 @@ impl Cluster {
             "--scrub-bytes-per-sec=67108864".into(),
             "--inventory-interval-ms=10000".into(),
         ];
-        let proc = self.proc(&format!("dn{i}"), Role::Datanode, host, addr, "tessera-datanode", args);
+        let proc = self.proc(&format!("dn{i}"), host, addr, "tessera-datanode", args);
         self.datanodes.push(proc);
         Ok(self.datanodes.len() - 1)
     }
@@ -371,7 +300,7 @@ impl Cluster {
 
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
-        let want = self.datanodes.iter().filter(|d| d.running()).count();
+        let want = self.datanodes.iter().filter(|d| d.is_started()).count();
         while Instant::now() < deadline {
             if let Some(nodes) = self.admin_json("/admin/nodes").await {
                 let healthy =

@@ -180,10 +180,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let c = &mut *guard;
         c.net.heal()?;
         for p in c.controllers.iter_mut().chain(c.datanodes.iter_mut()).chain(c.gateways.iter_mut()) {
-            if p.paused {
+            if p.is_paused() {
                 p.resume();
             }
-            if !p.running() {
+            if !p.is_started() {
                 p.start()?;
             }
         }

@@ -123,7 +123,7 @@ impl Nemesis {
             2 => (Role::Gateway, rng.gen_range(0..cluster.gateways.len())),
             _ => {
                 let live: Vec<usize> =
-                    (0..cluster.datanodes.len()).filter(|i| cluster.datanodes[*i].running()).collect();
+                    (0..cluster.datanodes.len()).filter(|i| cluster.datanodes[*i].is_started()).collect();
                 (Role::Datanode, *live.choose(rng).unwrap_or(&0))
             }
         }

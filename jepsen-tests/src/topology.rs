@@ -22,15 +22,12 @@ pub struct Host {
 }
 
 impl Host {
-    /// The command prefix that runs a program on this host.
-    pub fn command(&self, program: &str) -> Command {
+    /// The command a program on this host is run through: `ip netns exec
+    /// <ns>` in its namespace, nothing on loopback.
+    pub fn launcher(&self) -> Vec<String> {
         match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, program]);
-                c
-            }
-            None => Command::new(program),
+            Some(ns) => vec!["ip".into(), "netns".into(), "exec".into(), ns.clone()],
+            None => Vec::new(),
         }
     }
 }

@@ -6,13 +6,13 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+pub use tessera_testkit::{free_port, Process as Proc};
 
 pub const MIB: usize = 1024 * 1024;
 
@@ -49,67 +49,6 @@ impl Default for ClusterOptions {
             controller_args: Vec::new(),
             datanode_args: Vec::new(),
             tls: true,
-        }
-    }
-}
-
-pub struct Proc {
-    pub name: String,
-    program: PathBuf,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Proc {
-    pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} already running", self.name);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
-        self.child = Some(child);
-    }
-
-    pub fn signal(&mut self, signal: &str) {
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
-        }
-    }
-
-    /// kill -9, and reap.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM and wait for a clean exit (SIGKILL after 10 s).
-    pub fn stop(&mut self) {
-        self.signal("TERM");
-        if let Some(mut child) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
         }
     }
 }
@@ -196,10 +135,10 @@ pub fn bearer_client(token: &str) -> reqwest::Client {
 
 fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[String], i: usize) -> Proc {
     let port = free_port();
-    Proc {
-        name: format!("dn{i}"),
-        program: bin.join("tessera-datanode"),
-        args: vec![
+    Proc::new(
+        format!("dn{i}"),
+        bin.join("tessera-datanode"),
+        vec![
             format!("--node-id=dn{i}"),
             format!("--data-root={}", dir.display()),
             format!("--listen=127.0.0.1:{port}"),
@@ -211,28 +150,8 @@ fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[Str
         .chain(tls_args(opts))
         .chain(opts.datanode_args.iter().cloned())
         .collect(),
-        log: dir.join("logs").join(format!("dn{i}.log")),
-        child: None,
-    }
-}
-
-/// A loopback port free now, never handed out before by this test process,
-/// and below the kernel's ephemeral range (32768 on). Asking the kernel for
-/// port 0 could give the same port to two services of one cluster started
-/// in a row (seen: a data node could not bind the port another had just
-/// taken, and its cluster never became ready), or one an outgoing
-/// connection takes before the service binds it.
-fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..10_000 {
-        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 10_000..32_000u16);
-        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            handed_out.push(port);
-            return port;
-        }
-    }
-    panic!("no free loopback port below the ephemeral range");
+        dir.join("logs").join(format!("dn{i}.log")),
+    )
 }
 
 fn bin_dir() -> PathBuf {
@@ -256,10 +175,10 @@ impl Cluster {
         let mut controllers = Vec::new();
         for (i, port) in ctl_ports.iter().enumerate() {
             let id = i + 1;
-            controllers.push(Proc {
-                name: format!("controller-{id}"),
-                program: bin.join("tessera-controller"),
-                args: vec![
+            controllers.push(Proc::new(
+                format!("controller-{id}"),
+                bin.join("tessera-controller"),
+                vec![
                     format!("--id={id}"),
                     format!("--listen=127.0.0.1:{port}"),
                     format!("--peers={}", peers.join(",")),
@@ -273,16 +192,15 @@ impl Cluster {
                 .chain(tls_args(&opts))
                 .chain(opts.controller_args.iter().cloned())
                 .collect(),
-                log: dir.join("logs").join(format!("controller-{id}.log")),
-                child: None,
-            });
+                dir.join("logs").join(format!("controller-{id}.log")),
+            ));
         }
         let datanodes = (1..=opts.datanodes).map(|i| datanode_proc(&bin, &dir, &opts, &ctl_addrs, i)).collect();
         let http_port = free_port();
-        let gateway = Proc {
-            name: "gateway".into(),
-            program: bin.join("tessera-gateway"),
-            args: vec![
+        let gateway = Proc::new(
+            "gateway",
+            bin.join("tessera-gateway"),
+            vec![
                 format!("--listen=127.0.0.1:{http_port}"),
                 format!("--controllers={}", ctl_addrs.join(",")),
                 format!("--static-dir={}", dir.join("no-dashboards").display()),
@@ -290,9 +208,8 @@ impl Cluster {
             .into_iter()
             .chain(tls_args(&opts))
             .collect(),
-            log: dir.join("logs").join("gateway.log"),
-            child: None,
-        };
+            dir.join("logs").join("gateway.log"),
+        );
         let mut cluster = Cluster {
             ctl_addrs,
             dir,
@@ -305,9 +222,9 @@ impl Cluster {
             admin_token: String::new(),
         };
         for p in cluster.controllers.iter_mut().chain(cluster.datanodes.iter_mut()) {
-            p.start();
+            p.start().expect("start a service process");
         }
-        cluster.gateway.start();
+        cluster.gateway.start().expect("start a service process");
         // The first admin, as an operator makes one: with the CLI.
         admin_cli(
             &cluster.ctl_addrs,
@@ -369,10 +286,10 @@ impl Cluster {
         let id = self.controllers.len() + 1;
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let mut proc = Proc {
-            name: format!("controller-{id}"),
-            program: bin_dir().join("tessera-controller"),
-            args: vec![
+        let mut proc = Proc::new(
+            format!("controller-{id}"),
+            bin_dir().join("tessera-controller"),
+            vec![
                 format!("--id={id}"),
                 format!("--listen={addr}"),
                 format!("--data-dir={}", self.dir.join(format!("controller-{id}")).display()),
@@ -385,10 +302,9 @@ impl Cluster {
             .chain(tls_args(&self.opts))
             .chain(self.opts.controller_args.iter().cloned())
             .collect(),
-            log: self.dir.join("logs").join(format!("controller-{id}.log")),
-            child: None,
-        };
-        proc.start();
+            self.dir.join("logs").join(format!("controller-{id}.log")),
+        );
+        proc.start().expect("start a service process");
         self.controllers.push(proc);
         (id, addr)
     }
@@ -401,7 +317,7 @@ impl Cluster {
     pub fn add_datanode(&mut self) -> String {
         let i = self.datanodes.len() + 1;
         let mut proc = datanode_proc(&bin_dir(), &self.dir, &self.opts, &self.ctl_addrs, i);
-        proc.start();
+        proc.start().expect("start a service process");
         let name = proc.name.clone();
         self.datanodes.push(proc);
         name
@@ -432,7 +348,7 @@ impl Cluster {
 
     /// Waits until the gateway reports ready and every running data node is healthy.
     pub async fn wait_ready(&self) {
-        let want = self.datanodes.iter().filter(|d| d.child.is_some()).count();
+        let want = self.datanodes.iter().filter(|d| d.is_started()).count();
         eventually(Duration::from_secs(60), "cluster ready", || async {
             let ready = self.client.get(self.url("/readyz")).send().await.ok()?;
             if !ready.status().is_success() {
