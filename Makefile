@@ -18,9 +18,11 @@ test: build test-rust test-frontend test-api-fuzz test-chaos
 test-chaos:
 	./target/release/tessera-jepsen --time-limit 150 --seed 42 --out target/jepsen/short
 
-# Long chaos run: 30 minutes cycling through every nemesis.
+# Long chaos run: 30 minutes cycling through every nemesis. The seed fixes
+# the workload and the fault schedule: `make chaos-long SEED=n` for another.
+SEED ?= 2027
 chaos-long: build
-	./target/release/tessera-jepsen --time-limit 1800 --out target/jepsen/long
+	./target/release/tessera-jepsen --time-limit 1800 --seed $(SEED) --out target/jepsen/long
 
 # schemathesis against /api/openapi.json on a real cluster, for a bounded time.
 test-api-fuzz:
