@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, type NodeInfo } from '../api';
 import { useMe, UserMenu, useSignOut } from '../auth';
+import { DangerButton, DataTable, LoadError } from '../components';
 import { humanBytes, relativeTime } from '../format';
 import { UsersPanel } from './Users';
 import { Cell, Pie, PieChart, Tooltip } from 'recharts';
@@ -79,9 +80,6 @@ function Dashboard() {
   });
 
   const nodeAction = (node: NodeInfo, action: 'fail' | 'recover' | 'decommission') => {
-    if (action === 'decommission' && !window.confirm(`Decommission ${node.node_id}? Its replicas move to other nodes, then it is removed.`)) {
-      return;
-    }
     setMessage(null);
     act.mutate(() => api.nodeAction(node.node_id, action));
   };
@@ -98,7 +96,7 @@ function Dashboard() {
         </UserMenu>
       </header>
       <main>
-        {summary.isError && <p className="error" role="alert">Cluster unreachable: {(summary.error as Error).message}</p>}
+        <LoadError query={summary}>Cluster unreachable</LoadError>
         {message && (
           <p className={message.error ? 'error' : 'muted'} role="status">
             {message.text}
@@ -168,69 +166,65 @@ function Dashboard() {
               Add node
             </button>
           </div>
-          <div className="table-wrap">
-            <table aria-label="Data nodes">
-              <thead>
-                <tr>
-                  <th>Node</th>
-                  <th className="hide-narrow">Address</th>
-                  <th>Health</th>
-                  <th className="hide-narrow">Capacity</th>
-                  <th>Free</th>
-                  <th>Chunks</th>
-                  <th className="hide-narrow">Last seen</th>
-                  <th>Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {(nodes.data?.nodes ?? []).map((n) => (
-                  <tr key={n.node_id} data-testid="node-row" data-node={n.node_id} data-health={n.health}>
-                    <td>{n.node_id}</td>
-                    <td className="hide-narrow">{n.host}:{n.grpc_port}</td>
-                    <td><span className={`badge ${n.health}`}>{n.health}</span></td>
-                    <td className="hide-narrow"><CapacityBar capacity={n.capacity_bytes} free={n.free_bytes} /></td>
-                    <td>{humanBytes(n.free_bytes)}</td>
-                    <td>{n.chunks}</td>
-                    <td className="hide-narrow">{relativeTime(n.last_seen)}</td>
-                    <td>
-                      {n.health === 'failed_simulated' || n.health === 'dead' ? (
-                        <button onClick={() => nodeAction(n, 'recover')} aria-label={`Recover ${n.node_id}`}>Recover</button>
-                      ) : (
-                        <button onClick={() => nodeAction(n, 'fail')} disabled={n.health === 'removed'} aria-label={`Fail ${n.node_id}`}>Fail</button>
-                      )}{' '}
-                      <button className="danger" onClick={() => nodeAction(n, 'decommission')} disabled={n.health === 'removed' || n.health === 'decommissioning'} aria-label={`Decommission ${n.node_id}`}>
-                        Decommission
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            label="Data nodes"
+            head={
+              <>
+                <th>Node</th>
+                <th className="hide-narrow">Address</th>
+                <th>Health</th>
+                <th className="hide-narrow">Capacity</th>
+                <th>Free</th>
+                <th>Chunks</th>
+                <th className="hide-narrow">Last seen</th>
+                <th>Actions</th>
+              </>
+            }
+          >
+            {(nodes.data?.nodes ?? []).map((n) => (
+              <tr key={n.node_id} data-testid="node-row" data-node={n.node_id} data-health={n.health}>
+                <td>{n.node_id}</td>
+                <td className="hide-narrow">{n.host}:{n.grpc_port}</td>
+                <td><span className={`badge ${n.health}`}>{n.health}</span></td>
+                <td className="hide-narrow"><CapacityBar capacity={n.capacity_bytes} free={n.free_bytes} /></td>
+                <td>{humanBytes(n.free_bytes)}</td>
+                <td>{n.chunks}</td>
+                <td className="hide-narrow">{relativeTime(n.last_seen)}</td>
+                <td>
+                  {n.health === 'failed_simulated' || n.health === 'dead' ? (
+                    <button onClick={() => nodeAction(n, 'recover')} aria-label={`Recover ${n.node_id}`}>Recover</button>
+                  ) : (
+                    <button onClick={() => nodeAction(n, 'fail')} disabled={n.health === 'removed'} aria-label={`Fail ${n.node_id}`}>Fail</button>
+                  )}{' '}
+                  <DangerButton
+                    question={`Decommission ${n.node_id}? Its replicas move to other nodes, then it is removed.`}
+                    onConfirm={() => nodeAction(n, 'decommission')}
+                    disabled={n.health === 'removed' || n.health === 'decommissioning'}
+                    aria-label={`Decommission ${n.node_id}`}
+                  >
+                    Decommission
+                  </DangerButton>
+                </td>
+              </tr>
+            ))}
+          </DataTable>
         </section>
 
         <UsersPanel />
 
         <section>
           <h2>Controllers</h2>
-          <div className="table-wrap">
-            <table aria-label="Controllers">
-              <thead>
-                <tr><th>Id</th><th>Address</th><th>Role</th><th>Term</th><th>Last log index</th></tr>
-              </thead>
-              <tbody>
-                {(s?.controllers ?? []).map((c) => (
-                  <tr key={c.id} data-testid="controller-row">
-                    <td>{c.id}{s?.leader === c.id ? ' ★' : ''}</td>
-                    <td>{c.addr}</td>
-                    <td><span className={`badge ${c.role}`}>{c.role}</span></td>
-                    <td>{c.term}</td>
-                    <td>{c.last_log_index}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable label="Controllers" head={<><th>Id</th><th>Address</th><th>Role</th><th>Term</th><th>Last log index</th></>}>
+            {(s?.controllers ?? []).map((c) => (
+              <tr key={c.id} data-testid="controller-row">
+                <td>{c.id}{s?.leader === c.id ? ' ★' : ''}</td>
+                <td>{c.addr}</td>
+                <td><span className={`badge ${c.role}`}>{c.role}</span></td>
+                <td>{c.term}</td>
+                <td>{c.last_log_index}</td>
+              </tr>
+            ))}
+          </DataTable>
         </section>
 
         <section>
@@ -245,24 +239,17 @@ function Dashboard() {
               pending {tasks.data.counts.pending} · running {tasks.data.counts.running} · completed {tasks.data.counts.completed} · failed {tasks.data.counts.failed}
             </p>
           )}
-          <div className="table-wrap">
-            <table aria-label="Recent tasks">
-              <thead>
-                <tr><th>Kind</th><th className="hide-narrow">Chunk</th><th>From → to</th><th>State</th><th className="hide-narrow">Finished</th></tr>
-              </thead>
-              <tbody>
-                {(tasks.data?.tasks ?? []).slice(0, 50).map((t) => (
-                  <tr key={t.id}>
-                    <td>{t.kind}</td>
-                    <td className="hide-narrow">{t.chunk_id.slice(0, 13)}…{t.chunk_id.slice(-4)}</td>
-                    <td>{t.from} → {t.to}</td>
-                    <td><span className={`badge ${t.state}`}>{t.state}</span></td>
-                    <td className="hide-narrow">{relativeTime(t.finished_at)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable label="Recent tasks" head={<><th>Kind</th><th className="hide-narrow">Chunk</th><th>From → to</th><th>State</th><th className="hide-narrow">Finished</th></>}>
+            {(tasks.data?.tasks ?? []).slice(0, 50).map((t) => (
+              <tr key={t.id}>
+                <td>{t.kind}</td>
+                <td className="hide-narrow">{t.chunk_id.slice(0, 13)}…{t.chunk_id.slice(-4)}</td>
+                <td>{t.from} → {t.to}</td>
+                <td><span className={`badge ${t.state}`}>{t.state}</span></td>
+                <td className="hide-narrow">{relativeTime(t.finished_at)}</td>
+              </tr>
+            ))}
+          </DataTable>
         </section>
       </main>
     </>

@@ -4,6 +4,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, type NewUser, type Role, type UserAccount } from '../api';
 import { formatQuota, meterLevel, newUserProblem, parseQuotaGiB, quotaSummary } from '../account';
 import { useMe } from '../auth';
+import { DangerButton, DataTable, LoadError } from '../components';
 import { humanBytes, relativeTime } from '../format';
 
 function CreateUserForm({ onCreated }: { onCreated: (u: UserAccount) => void }) {
@@ -95,12 +96,6 @@ export function UsersPanel() {
     },
     onError: (e: Error, username) => setMessage({ text: `Could not delete ${username}: ${e.message}`, error: true }),
   });
-  const confirmDelete = (u: UserAccount) => {
-    if (window.confirm(`Delete the user “${u.username}”? They can no longer sign in, and their tokens stop working.`)) {
-      setMessage(null);
-      remove.mutate(u.username);
-    }
-  };
 
   return (
     <section aria-labelledby={`${id}-title`} data-testid="users">
@@ -116,59 +111,60 @@ export function UsersPanel() {
           {message.text}
         </p>
       )}
-      {users.isError && <p className="error" role="alert">Could not load users: {(users.error as Error).message}</p>}
-      <div className="table-wrap">
-        <table aria-label="Users">
-          <thead>
-            <tr>
-              <th>Username</th>
-              <th>Role</th>
-              <th>Quota</th>
-              <th>Used</th>
-              <th className="hide-narrow">Files</th>
-              <th className="hide-narrow">Created</th>
-              <th>Actions</th>
+      <LoadError query={users}>Could not load users</LoadError>
+      <DataTable
+        label="Users"
+        head={
+          <>
+            <th>Username</th>
+            <th>Role</th>
+            <th>Quota</th>
+            <th>Used</th>
+            <th className="hide-narrow">Files</th>
+            <th className="hide-narrow">Created</th>
+            <th>Actions</th>
+          </>
+        }
+      >
+        {(users.data?.users ?? []).map((u) => {
+          const q = quotaSummary(u.used_bytes, u.quota_bytes);
+          const self = u.username === me.username;
+          return (
+            <tr key={u.username} data-testid="user-row" data-user={u.username}>
+              <td>
+                {u.username}
+                {self ? <span className="muted"> (you)</span> : null}
+              </td>
+              <td><span className={`badge role-${u.role}`}>{u.role}</span></td>
+              <td data-testid="user-quota">{formatQuota(u.quota_bytes)}</td>
+              <td>
+                {humanBytes(u.used_bytes)}
+                {q.limited && (
+                  <div className={`bar ${meterLevel(q.pct)}`} role="meter" aria-label={`Quota used by ${u.username}`} aria-valuenow={Math.round(q.pct)} aria-valuemin={0} aria-valuemax={100}>
+                    <span style={{ width: `${q.pct}%` }} />
+                  </div>
+                )}
+              </td>
+              <td className="hide-narrow">{u.files}</td>
+              <td className="hide-narrow" title={u.created_at}>{relativeTime(u.created_at)}</td>
+              <td>
+                <DangerButton
+                  question={`Delete the user “${u.username}”? They can no longer sign in, and their tokens stop working.`}
+                  onConfirm={() => {
+                    setMessage(null);
+                    remove.mutate(u.username);
+                  }}
+                  disabled={self || (remove.isPending && remove.variables === u.username)}
+                  title={self ? 'You cannot delete yourself' : undefined}
+                  aria-label={`Delete user ${u.username}`}
+                >
+                  Delete
+                </DangerButton>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {(users.data?.users ?? []).map((u) => {
-              const q = quotaSummary(u.used_bytes, u.quota_bytes);
-              const self = u.username === me.username;
-              return (
-                <tr key={u.username} data-testid="user-row" data-user={u.username}>
-                  <td>
-                    {u.username}
-                    {self ? <span className="muted"> (you)</span> : null}
-                  </td>
-                  <td><span className={`badge role-${u.role}`}>{u.role}</span></td>
-                  <td data-testid="user-quota">{formatQuota(u.quota_bytes)}</td>
-                  <td>
-                    {humanBytes(u.used_bytes)}
-                    {q.limited && (
-                      <div className={`bar ${meterLevel(q.pct)}`} role="meter" aria-label={`Quota used by ${u.username}`} aria-valuenow={Math.round(q.pct)} aria-valuemin={0} aria-valuemax={100}>
-                        <span style={{ width: `${q.pct}%` }} />
-                      </div>
-                    )}
-                  </td>
-                  <td className="hide-narrow">{u.files}</td>
-                  <td className="hide-narrow" title={u.created_at}>{relativeTime(u.created_at)}</td>
-                  <td>
-                    <button
-                      className="danger"
-                      onClick={() => confirmDelete(u)}
-                      disabled={self || (remove.isPending && remove.variables === u.username)}
-                      title={self ? 'You cannot delete yourself' : undefined}
-                      aria-label={`Delete user ${u.username}`}
-                    >
-                      Delete
-                    </button>
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+          );
+        })}
+      </DataTable>
     </section>
   );
 }

@@ -3,9 +3,13 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, type FileInfo } from '../api';
 import { meterLevel, quotaSummary, signedOut } from '../account';
 import { useMe, UserMenu } from '../auth';
+import { DangerButton, DataTable, LoadError } from '../components';
 import { fileIcon, humanBytes, relativeTime, sortFiles, speed, type SortKey } from '../format';
 import { TokensPanel } from './Tokens';
 import { useUploads, type UploadItem } from './uploads';
+
+/** What the delete buttons ask first. */
+const deleteQuestion = (what: string) => `Delete ${what}? This cannot be undone.`;
 
 function UsageMeter() {
   const usage = useQuery({ queryKey: ['usage'], queryFn: api.usage, refetchInterval: 5000 });
@@ -138,10 +142,6 @@ export function App() {
     </th>
   );
 
-  const confirmDelete = (ids: string[], what: string) => {
-    if (ids.length && window.confirm(`Delete ${what}? This cannot be undone.`)) remove.mutate(ids);
-  };
-
   return (
     <>
       <header>
@@ -166,9 +166,9 @@ export function App() {
             }}
           />
           <input type="search" placeholder="Filter by name" aria-label="Filter by name" value={filter} onChange={(e) => setFilter(e.target.value)} />
-          <button className="danger" disabled={selected.size === 0 || remove.isPending} onClick={() => confirmDelete([...selected], `${selected.size} selected file(s)`)}>
+          <DangerButton disabled={selected.size === 0 || remove.isPending} question={deleteQuestion(`${selected.size} selected file(s)`)} onConfirm={() => remove.mutate([...selected])}>
             Delete selected ({selected.size})
-          </button>
+          </DangerButton>
           {uploads.items.some((i) => i.state !== 'uploading') && <button onClick={uploads.clearFinished}>Clear finished</button>}
         </div>
         {actionError && <p className="error" role="alert">{actionError}</p>}
@@ -179,73 +179,72 @@ export function App() {
             ))}
           </ul>
         )}
-        {files.isError && <p className="error" role="alert">Could not load files: {(files.error as Error).message}</p>}
-        {files.data && files.data.files.length === 0 ? (
-          <div className="empty" data-testid="empty">
-            <p><strong>No files yet.</strong></p>
-            <p>Drag files anywhere onto this page, or press “Upload files”.</p>
-          </div>
-        ) : (
-          <div className="table-wrap">
-            <table aria-label="Files">
-              <thead>
-                <tr>
-                  <th>
-                    <input
-                      type="checkbox"
-                      aria-label="Select all"
-                      checked={shown.length > 0 && shown.every((f) => selected.has(f.id))}
-                      onChange={(e) => setSelected(e.target.checked ? new Set(shown.map((f) => f.id)) : new Set())}
-                    />
-                  </th>
-                  {header('name', 'Name')}
-                  {header('size', 'Size')}
-                  {header('created_at', 'Uploaded', 'hide-narrow')}
-                  {header('replication', 'Replicas', 'hide-narrow')}
-                  <th>Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {shown.map((f) => (
-                  <tr key={f.id} data-testid="file-row" data-name={f.name}>
-                    <td>
-                      <input
-                        type="checkbox"
-                        aria-label={`Select ${f.name}`}
-                        checked={selected.has(f.id)}
-                        onChange={(e) =>
-                          setSelected((s) => {
-                            const next = new Set(s);
-                            if (e.target.checked) next.add(f.id);
-                            else next.delete(f.id);
-                            return next;
-                          })
-                        }
-                      />
-                    </td>
-                    <td>
-                      <span className="type" aria-hidden="true">{fileIcon(f.name)}</span>{' '}
-                      <a href={`/api/files/${f.id}/content`} download={f.name}>
-                        {f.name}
-                      </a>
-                    </td>
-                    <td>{humanBytes(f.size)}</td>
-                    <td className="hide-narrow" title={f.created_at}>{relativeTime(f.created_at)}</td>
-                    <td className="hide-narrow">×{f.replication}</td>
-                    <td>
-                      <a className="button" href={`/api/files/${f.id}/content`} download={f.name} aria-label={`Download ${f.name}`}>
-                        Download
-                      </a>{' '}
-                      <button className="danger" aria-label={`Delete ${f.name}`} onClick={() => confirmDelete([f.id], `“${f.name}”`)}>
-                        Delete
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <LoadError query={files}>Could not load files</LoadError>
+        <DataTable
+          label="Files"
+          empty={
+            files.data?.files.length === 0 && (
+              <div className="empty" data-testid="empty">
+                <p><strong>No files yet.</strong></p>
+                <p>Drag files anywhere onto this page, or press “Upload files”.</p>
+              </div>
+            )
+          }
+          head={
+            <>
+              <th>
+                <input
+                  type="checkbox"
+                  aria-label="Select all"
+                  checked={shown.length > 0 && shown.every((f) => selected.has(f.id))}
+                  onChange={(e) => setSelected(e.target.checked ? new Set(shown.map((f) => f.id)) : new Set())}
+                />
+              </th>
+              {header('name', 'Name')}
+              {header('size', 'Size')}
+              {header('created_at', 'Uploaded', 'hide-narrow')}
+              {header('replication', 'Replicas', 'hide-narrow')}
+              <th>Actions</th>
+            </>
+          }
+        >
+          {shown.map((f) => (
+            <tr key={f.id} data-testid="file-row" data-name={f.name}>
+              <td>
+                <input
+                  type="checkbox"
+                  aria-label={`Select ${f.name}`}
+                  checked={selected.has(f.id)}
+                  onChange={(e) =>
+                    setSelected((s) => {
+                      const next = new Set(s);
+                      if (e.target.checked) next.add(f.id);
+                      else next.delete(f.id);
+                      return next;
+                    })
+                  }
+                />
+              </td>
+              <td>
+                <span className="type" aria-hidden="true">{fileIcon(f.name)}</span>{' '}
+                <a href={`/api/files/${f.id}/content`} download={f.name}>
+                  {f.name}
+                </a>
+              </td>
+              <td>{humanBytes(f.size)}</td>
+              <td className="hide-narrow" title={f.created_at}>{relativeTime(f.created_at)}</td>
+              <td className="hide-narrow">×{f.replication}</td>
+              <td>
+                <a className="button" href={`/api/files/${f.id}/content`} download={f.name} aria-label={`Download ${f.name}`}>
+                  Download
+                </a>{' '}
+                <DangerButton aria-label={`Delete ${f.name}`} question={deleteQuestion(`“${f.name}”`)} onConfirm={() => remove.mutate([f.id])}>
+                  Delete
+                </DangerButton>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
         <TokensPanel />
       </main>
       {dragging && <div className="drop">Drop files to upload</div>}

@@ -3,7 +3,17 @@
 import { useId, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, type ApiToken, type CreatedToken } from '../api';
+import { DangerButton, DataTable, LoadError } from '../components';
 import { expiresIn, relativeTime } from '../format';
+
+/** What the revoke button asks first. */
+function revokeQuestion(t: ApiToken): string {
+  return t.kind === 'session'
+    ? t.current
+      ? `Revoke this browser’s session? You will be signed out.`
+      : `Revoke the session “${t.label}”? If it is this browser’s, you will be signed out.`
+    : `Revoke the token “${t.label}”? Programs using it stop working at once.`;
+}
 
 function NewSecret({ created, onDone }: { created: CreatedToken; onDone: () => void }) {
   const input = useRef<HTMLInputElement>(null);
@@ -74,16 +84,6 @@ export function TokensPanel() {
     onError: (e: Error) => setError(`Could not revoke the token: ${e.message}`),
   });
 
-  const confirmRevoke = (t: ApiToken) => {
-    const question =
-      t.kind === 'session'
-        ? t.current
-          ? `Revoke this browser’s session? You will be signed out.`
-          : `Revoke the session “${t.label}”? If it is this browser’s, you will be signed out.`
-        : `Revoke the token “${t.label}”? Programs using it stop working at once.`;
-    if (window.confirm(question)) revoke.mutate(t);
-  };
-
   const list = tokens.data?.tokens ?? [];
   return (
     <section className="panel" aria-labelledby={`${id}-title`} data-testid="tokens">
@@ -111,47 +111,42 @@ export function TokensPanel() {
       </form>
       {error && <p className="error" role="alert">{error}</p>}
       {created && <NewSecret created={created} onDone={() => setCreated(null)} />}
-      {tokens.isError && <p className="error" role="alert">Could not load tokens: {(tokens.error as Error).message}</p>}
-      {tokens.data && list.length === 0 ? (
-        <p className="muted">No tokens.</p>
-      ) : (
-        <div className="table-wrap">
-          <table aria-label="API tokens">
-            <thead>
-              <tr>
-                <th>Label</th>
-                <th>Kind</th>
-                <th className="hide-narrow">Created</th>
-                <th>Expires</th>
-                <th>Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((t) => (
-                <tr key={t.id} data-testid="token-row" data-label={t.label} data-kind={t.kind}>
-                  <td>
-                    {t.label}
-                    {t.current && <span className="muted"> (this browser)</span>}
-                  </td>
-                  <td><span className={`badge kind-${t.kind}`}>{t.kind}</span></td>
-                  <td className="hide-narrow" title={t.created_at}>{relativeTime(t.created_at)}</td>
-                  <td title={t.expires_at ?? undefined}>{expiresIn(t.expires_at)}</td>
-                  <td>
-                    <button
-                      className="danger"
-                      onClick={() => confirmRevoke(t)}
-                      disabled={revoke.isPending && revoke.variables?.id === t.id}
-                      aria-label={`Revoke ${t.kind === 'session' ? 'session' : 'token'} ${t.label}`}
-                    >
-                      Revoke
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <LoadError query={tokens}>Could not load tokens</LoadError>
+      <DataTable
+        label="API tokens"
+        empty={tokens.data && list.length === 0 && <p className="muted">No tokens.</p>}
+        head={
+          <>
+            <th>Label</th>
+            <th>Kind</th>
+            <th className="hide-narrow">Created</th>
+            <th>Expires</th>
+            <th>Actions</th>
+          </>
+        }
+      >
+        {list.map((t) => (
+          <tr key={t.id} data-testid="token-row" data-label={t.label} data-kind={t.kind}>
+            <td>
+              {t.label}
+              {t.current && <span className="muted"> (this browser)</span>}
+            </td>
+            <td><span className={`badge kind-${t.kind}`}>{t.kind}</span></td>
+            <td className="hide-narrow" title={t.created_at}>{relativeTime(t.created_at)}</td>
+            <td title={t.expires_at ?? undefined}>{expiresIn(t.expires_at)}</td>
+            <td>
+              <DangerButton
+                question={revokeQuestion(t)}
+                onConfirm={() => revoke.mutate(t)}
+                disabled={revoke.isPending && revoke.variables?.id === t.id}
+                aria-label={`Revoke ${t.kind === 'session' ? 'session' : 'token'} ${t.label}`}
+              >
+                Revoke
+              </DangerButton>
+            </td>
+          </tr>
+        ))}
+      </DataTable>
     </section>
   );
 }
