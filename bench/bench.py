@@ -6,6 +6,9 @@ every figure to target/bench/results.json (flat keys, numbers).
 
     python3 bench/bench.py --quick   # under 2 minutes (make bench-quick)
     python3 bench/bench.py           # full, under 10 minutes (make bench)
+    python3 bench/bench.py --plaintext   # the same with plaintext gRPC between
+                                         # the services (what mutual TLS costs);
+                                         # target/bench/results-plaintext.json
 """
 import argparse
 import errno
@@ -333,11 +336,15 @@ def loopback(size):
 
 # ------------------------------------------------------------------ cluster
 class Cluster:
-    def __init__(self, data):
+    def __init__(self, data, plaintext=False):
         self.base = free_port_base()
         self.port = self.base
         self.data = data
+        # The default cluster (as `make run`) speaks mutual TLS between the
+        # services; plaintext only for the comparison `--plaintext` asks for.
+        self.plaintext = plaintext
         env = dict(os.environ, TESSERA_HTTP_PORT=str(self.port), TESSERA_PORT_BASE=str(self.base),
+                   TESSERA_INSECURE="1" if plaintext else "0",
                    TESSERA_DATA_DIR=data, TESSERA_HEARTBEAT_INTERVAL_MS="500", TESSERA_DEAD_AFTER_MS="3000",
                    TESSERA_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "warn"))
         # Kept for restarts: a controller restarted with other settings (say
@@ -441,8 +448,8 @@ class Cluster:
         log = open(os.path.join(self.data, "logs", f"controller-{cid}.log"), "ab")
         subprocess.Popen([os.path.join(ROOT, "target", "release", "tessera-controller"), "--id", str(cid),
                           "--listen", f"127.0.0.1:{self.base + cid}", "--peers", peers,
-                          "--data-dir", os.path.join(self.data, f"controller-{cid}"),
-                          "--tls-dir", os.path.join(self.data, "tls")],
+                          "--data-dir", os.path.join(self.data, f"controller-{cid}")]
+                         + (["--insecure"] if self.plaintext else ["--tls-dir", os.path.join(self.data, "tls")]),
                          env=self.env, stdout=log, stderr=log, start_new_session=True)
 
     def stop(self):
@@ -589,9 +596,16 @@ def tls_limits(work):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes")
+    parser.add_argument("--plaintext", action="store_true",
+                        help="plaintext gRPC between the services instead of mutual TLS, to measure what "
+                             "TLS costs; not the default cluster's figures (written to results-plaintext.json)")
     args = parser.parse_args()
     quick = args.quick
+    results_path = os.path.join(OUT, "results-plaintext.json" if args.plaintext else "results.json")
+    if args.plaintext:
+        print("PLAINTEXT gRPC between the services (TESSERA_INSECURE=1): a comparison, not the default "
+              "cluster's figures; the raw limits and ceilings still count mutual TLS")
     big = (256 if quick else 1024) * MIB
     small_files = 300 if quick else 2000
     meta_files = 1000 if quick else 5000
@@ -668,7 +682,7 @@ def main():
             small_upload_calls_ms + 3 * r["durable_file_cpu_ms"]
             + 1000 * small_gib * (r["blake3_s_per_gib"] + 4 * r["crc32c_s_per_gib"]))
 
-        cluster = Cluster(os.path.join(work, "data"))
+        cluster = Cluster(os.path.join(work, "data"), plaintext=args.plaintext)
         try:
             src = os.path.join(work, "big.bin")
             with open(src, "wb") as f:
@@ -802,7 +816,9 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    with open(os.path.join(OUT, "results.json"), "w") as f:
+    if args.plaintext:
+        r["plaintext_grpc"] = 1
+    with open(results_path, "w") as f:
         json.dump({k: round(v, 3) for k, v in r.items()}, f, indent=2, sort_keys=True)
     limits = {"upload_mb_s": "fsync_write_mb_s / 3, chunk_write_mb_s / 3, upload_ceiling_mb_s, "
                              "upload_stack_ceiling_mb_s, upload_spec_ceiling_mb_s",
@@ -818,7 +834,8 @@ def main():
     for k in sorted(r):
         print(f"{k:<32} {r[k]:>12.2f}  {('vs ' + limits[k]) if k in limits else ''}")
     print_targets(r, quick)
-    print(f"\nwritten to {os.path.join(OUT, 'results.json')} ({'quick' if quick else 'full'} mode)")
+    print(f"\nwritten to {results_path} ({'quick' if quick else 'full'} mode"
+          f"{', PLAINTEXT gRPC' if args.plaintext else ''})")
 
 
 # The issue's targets for the default local cluster on a 2-core machine:
