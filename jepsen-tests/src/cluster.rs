@@ -171,6 +171,15 @@ impl Cluster {
         self.controllers.iter().map(|c| c.addr.clone()).collect()
     }
 
+    /// How often a data node sends its whole inventory (short, so that a
+    /// chunk file the disk nemesis deleted is noticed within a run).
+    pub const INVENTORY_INTERVAL: Duration = Duration::from_secs(10);
+    /// How long after a deletion behind its back the cluster may take to
+    /// notice it: files younger than the controller's settle window (30 s,
+    /// `INVENTORY_SETTLE_MS` in control-plane/src/nodes.rs) are not checked
+    /// against an inventory, then the next inventory comes, then repair.
+    pub const DISK_LOSS_NOTICED_WITHIN: Duration = Duration::from_secs(30 + 10 + 20);
+
     /// The data node whose disk is a small filesystem of its own, so that
     /// the disk nemesis can fill it without filling the test machine's.
     pub const SMALL_DISK_NODE: &'static str = "dn1";
@@ -234,7 +243,7 @@ impl Cluster {
             format!("--capacity-bytes={}", 8u64 << 30),
             "--scrub-interval-ms=5000".into(),
             "--scrub-bytes-per-sec=67108864".into(),
-            "--inventory-interval-ms=10000".into(),
+            format!("--inventory-interval-ms={}", Self::INVENTORY_INTERVAL.as_millis()),
         ];
         let proc = self.proc(&format!("dn{i}"), host, addr, "tessera-datanode", args);
         self.datanodes.push(proc);
