@@ -14,7 +14,8 @@
 //! - every read returns the bytes that were uploaded (corrupt-read), and an
 //!   acknowledged, undeleted file is never "not found" (lost-upload);
 //! - after healing every chunk is back at RF and the metadata agrees with
-//!   the disks (under-replicated, disk-disagrees).
+//!   the disks (under-replicated, disk-disagrees);
+//! - no service exits unless the nemesis kills it (service-crashed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -34,6 +35,7 @@ pub enum AnomalyKind {
     CorruptRead,
     UnderReplicated,
     DiskDisagrees,
+    ServiceCrashed,
 }
 
 impl fmt::Display for AnomalyKind {
@@ -48,6 +50,7 @@ impl fmt::Display for AnomalyKind {
             AnomalyKind::CorruptRead => "corrupt-read",
             AnomalyKind::UnderReplicated => "under-replicated",
             AnomalyKind::DiskDisagrees => "disk-disagrees",
+            AnomalyKind::ServiceCrashed => "service-crashed",
         };
         f.write_str(s)
     }
@@ -326,6 +329,10 @@ pub fn check(history: &[Entry]) -> Report {
         }
     }
 
+    for e in history.iter().filter(|e| e.f == "crashed") {
+        push(AnomalyKind::ServiceCrashed, format!("a service exited on its own: {}", e.value), vec![e.index]);
+    }
+
     // Pass 3: the end state of every upload.
     let have_final = history.iter().any(|e| e.f == "final-list" && e.kind == Kind::Ok);
     if have_final {
@@ -526,5 +533,17 @@ mod tests {
                 AnomalyKind::DiskDisagrees
             ]
         );
+    }
+
+    #[test]
+    fn reports_a_service_that_exited_on_its_own_not_one_the_nemesis_killed() {
+        let mut h = H::new();
+        h.upload("c1", "a", "s1", Kind::Ok, "A")
+            .add("nemesis", Kind::Info, "kill", json!({"target": "dn2"}))
+            .add("nemesis", Kind::Info, "restart", json!({"target": "dn2"}))
+            .final_state(json!([{"id": "A", "name": "a", "size": 10}]), &[("A", true, "s1", 10)]);
+        assert!(h.kinds().is_empty(), "{:?}", h.kinds());
+        h.add("supervisor", Kind::Info, "crashed", json!({"target": "controller-2", "status": "signal: 6 (SIGABRT)"}));
+        assert_eq!(h.kinds(), vec![AnomalyKind::ServiceCrashed]);
     }
 }

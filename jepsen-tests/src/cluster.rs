@@ -63,6 +63,24 @@ pub struct Cluster {
     chunk_size: u64,
 }
 
+/// A log line without its terminal colour codes (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn bin_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -165,6 +183,24 @@ impl Cluster {
             Process::new(name, self.bin.join(program), args, self.dir.join("logs").join(format!("{name}.log")))
                 .launched_by(host.launcher());
         Proc { host, addr, process }
+    }
+
+    /// Services that exited on their own (a crash, or a failed restart:
+    /// the nemesis only ever kills or pauses), each with how it ended and
+    /// the last lines of its log. They are reaped, so each is reported
+    /// once, and stay down until the nemesis or the healing starts them.
+    pub fn reap_crashed(&mut self) -> Vec<Value> {
+        let logs = self.dir.join("logs");
+        let mut crashed = Vec::new();
+        for p in self.controllers.iter_mut().chain(self.datanodes.iter_mut()).chain(self.gateways.iter_mut()) {
+            let Some(status) = p.exited_on_its_own() else { continue };
+            p.kill();
+            let log = std::fs::read_to_string(logs.join(format!("{}.log", p.name))).unwrap_or_default();
+            let mut tail: Vec<String> = log.lines().rev().take(5).map(without_colours).collect();
+            tail.reverse();
+            crashed.push(serde_json::json!({ "target": p.name, "status": status.to_string(), "log_tail": tail }));
+        }
+        crashed
     }
 
     pub fn controller_addrs(&self) -> Vec<String> {
@@ -443,5 +479,12 @@ mod tests {
         unmount_leftovers(&dir);
         assert!(!listed(), "the tmpfs under {} is still mounted", dir.display());
         std::fs::remove_dir_all(&dir).expect("the directory can be removed");
+    }
+
+    #[test]
+    fn log_lines_lose_their_colour_codes() {
+        let line = "\u{1b}[2m2026-11-27T21:11:49Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m data node serving";
+        assert_eq!(without_colours(line), "2026-11-27T21:11:49Z  INFO data node serving");
+        assert_eq!(without_colours("plain"), "plain");
     }
 }

@@ -163,6 +163,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        record_crashes(&cluster, &recorder).await;
         let elapsed = args.time_limit - deadline.saturating_duration_since(Instant::now()).as_secs();
         if elapsed.is_multiple_of(30) {
             println!("  {elapsed} s of {} s", args.time_limit);
@@ -175,6 +176,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     println!("healing: every process up, links restored, waiting for full replication");
+    record_crashes(&cluster, &recorder).await;
     {
         let mut guard = cluster.lock().await;
         let c = &mut *guard;
@@ -212,6 +214,16 @@ fn tessera_seed() -> u64 {
 
 /// Waits until every chunk is at RF, no node is suspect or dead and no copy
 /// is running; says every 30 s what it still waits for.
+/// Records every service that exited on its own since the last look (a
+/// `crashed` entry, which the checker reports as an anomaly).
+async fn record_crashes(cluster: &Arc<Mutex<Cluster>>, recorder: &Recorder) {
+    let crashed = cluster.lock().await.reap_crashed();
+    for crash in crashed {
+        println!("  a service exited on its own: {crash}");
+        recorder.record("supervisor", Kind::Info, "crashed", crash).await;
+    }
+}
+
 async fn wait_healed(cluster: &Arc<Mutex<Cluster>>, timeout: Duration) -> bool {
     let started = Instant::now();
     let mut next_report = started + Duration::from_secs(30);

@@ -10,7 +10,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,13 @@ impl Process {
         self.child.is_some()
     }
 
+    /// How it ended, if it was started and has exited on its own since (a
+    /// crash, or a start-up error): [`Self::kill`] and [`Self::stop`] forget
+    /// the process, so their exits are never reported here.
+    pub fn exited_on_its_own(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+    }
+
     /// Started and still alive.
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
@@ -231,6 +238,20 @@ mod tests {
         assert!(launched.is_running());
         launched.kill();
         assert!(!launched.is_running());
+        assert!(launched.exited_on_its_own().is_none(), "a kill is not an exit on its own");
+        // One that ends by itself says how.
+        let mut failing = Process::new("false", "/bin/false", Vec::new(), dir.join("false.log"));
+        failing.start().expect("start");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = failing.exited_on_its_own() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "/bin/false did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(!status.success());
+        assert!(failing.is_started() && !failing.is_running());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
