@@ -163,7 +163,7 @@ impl Cluster {
             ];
             cluster.gateways.push(cluster.proc(&format!("gateway-{i}"), host, addr, "tessera-gateway", args));
         }
-        for p in cluster.controllers.iter_mut().chain(cluster.datanodes.iter_mut()).chain(cluster.gateways.iter_mut()) {
+        for p in cluster.procs_mut() {
             p.start()?;
         }
         cluster.bootstrap_admin().await?;
@@ -185,6 +185,11 @@ impl Cluster {
         Proc { host, addr, process }
     }
 
+    /// Every service: controllers, data nodes, gateways.
+    pub fn procs_mut(&mut self) -> impl Iterator<Item = &mut Proc> {
+        self.controllers.iter_mut().chain(self.datanodes.iter_mut()).chain(self.gateways.iter_mut())
+    }
+
     /// Services that exited on their own (a crash, or a failed restart:
     /// the nemesis only ever kills or pauses), each with how it ended and
     /// the last lines of its log. They are reaped, so each is reported
@@ -192,7 +197,7 @@ impl Cluster {
     pub fn reap_crashed(&mut self) -> Vec<Value> {
         let logs = self.dir.join("logs");
         let mut crashed = Vec::new();
-        for p in self.controllers.iter_mut().chain(self.datanodes.iter_mut()).chain(self.gateways.iter_mut()) {
+        for p in self.procs_mut() {
             let Some(status) = p.exited_on_its_own() else { continue };
             p.kill();
             let log = std::fs::read_to_string(logs.join(format!("{}.log", p.name))).unwrap_or_default();

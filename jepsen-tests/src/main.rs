@@ -181,7 +181,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let mut guard = cluster.lock().await;
         let c = &mut *guard;
         c.net.heal()?;
-        for p in c.controllers.iter_mut().chain(c.datanodes.iter_mut()).chain(c.gateways.iter_mut()) {
+        for p in c.procs_mut() {
             if p.is_paused() {
                 p.resume();
             }
@@ -212,8 +212,6 @@ fn tessera_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1)
 }
 
-/// Waits until every chunk is at RF, no node is suspect or dead and no copy
-/// is running; says every 30 s what it still waits for.
 /// Records every service that exited on its own since the last look (a
 /// `crashed` entry, which the checker reports as an anomaly).
 async fn record_crashes(cluster: &Arc<Mutex<Cluster>>, recorder: &Recorder) {
@@ -224,6 +222,8 @@ async fn record_crashes(cluster: &Arc<Mutex<Cluster>>, recorder: &Recorder) {
     }
 }
 
+/// Waits until every chunk is at RF, no node is suspect or dead and no copy
+/// is running; says every 30 s what it still waits for.
 async fn wait_healed(cluster: &Arc<Mutex<Cluster>>, timeout: Duration) -> bool {
     let started = Instant::now();
     let mut next_report = started + Duration::from_secs(30);
