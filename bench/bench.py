@@ -531,13 +531,14 @@ def http_requests(cluster, count, clients, path, method="POST", body=None):
     return count / report["elapsed_s"], report["latencies_s"], report["cpu_s"]
 
 
-def rpc_limits(work, calls, payload=64 * 1024, concurrency=16):
-    """CPU milliseconds per gRPC call over mutual TLS (empty; a chunk of
+def rpc_limits(work, calls, payload=64 * 1024, concurrency=16, plaintext=False):
+    """CPU milliseconds per gRPC call over mutual TLS (plaintext with
+    `plaintext`, as `--plaintext` runs the cluster; empty; a chunk of
     `payload` bytes down; one up) and per HTTP/1.1 request (a GET and a
     POST of `payload`), both ends in one process answering from memory."""
     out = subprocess.run([BENCH_TOOL, "rpc", "--scratch", tempfile.mkdtemp(dir=work, prefix="rpc-probe-"),
                           "--calls", str(calls), "--concurrency", str(concurrency),
-                          "--payload-bytes", str(payload)],
+                          "--payload-bytes", str(payload)] + (["--plaintext"] if plaintext else []),
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -605,7 +606,8 @@ def main():
     results_path = os.path.join(OUT, "results-plaintext.json" if args.plaintext else "results.json")
     if args.plaintext:
         print("PLAINTEXT gRPC between the services (TESSERA_INSECURE=1): a comparison, not the default "
-              "cluster's figures; the raw limits and ceilings still count mutual TLS")
+              "cluster's figures; the gRPC probes and the stack and spec ceilings run plaintext too, "
+              "the bare TLS stream (tls_*, upload_ceiling_mb_s, download_ceiling_mb_s) still counts TLS")
     big = (256 if quick else 1024) * MIB
     small_files = 300 if quick else 2000
     meta_files = 1000 if quick else 5000
@@ -643,7 +645,7 @@ def main():
         os.remove(raw)
         r["fsync_small_files_s"], r["durable_file_kernel_ms"], r["durable_file_cpu_ms"] = fsync_small_files(
             os.path.join(work, "small-files"), small_files * 3)
-        rpc = rpc_limits(work, small_files)
+        rpc = rpc_limits(work, small_files, plaintext=args.plaintext)
         r.update(rpc)
         # The same stack carrying whole 4 MiB chunks (in the services' 1 MiB
         # messages, four calls at once as a download's window):
@@ -657,7 +659,7 @@ def main():
         # (a floor; a short run's first calls, buffers and windows, would
         # inflate it).
         chunk = 4 * MIB
-        chunk_runs = [rpc_limits(work, 128, payload=chunk, concurrency=4) for _ in range(2)]
+        chunk_runs = [rpc_limits(work, 128, payload=chunk, concurrency=4, plaintext=args.plaintext) for _ in range(2)]
         # The same for small files: what the cores could serve if Tessera's
         # own code cost nothing, from the transport's measured CPU per call
         # (both ends) and the disk's kernel work per durable file. A
@@ -695,7 +697,8 @@ def main():
                 lambda: chunk_writes(os.path.join(work, "chunk-writes"), big // (4 * MIB)))
             r["chunk_write_cpu_s_per_gib"] = chunk_write_s * (1 << 30) / big
             # The files stay until the run ends (see where `main` makes `work`).
-            chunk_runs += [rpc_limits(work, 128, payload=chunk, concurrency=4) for _ in range(2)]
+            chunk_runs += [rpc_limits(work, 128, payload=chunk, concurrency=4, plaintext=args.plaintext)
+                           for _ in range(2)]
             transfer_floors(r, chunk_runs, cores)
             settle()
             rss = RssWatch(cluster.gateway_pid())

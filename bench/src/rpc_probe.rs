@@ -51,11 +51,15 @@ pub struct RpcArgs {
     /// An empty or missing directory for the generated certificates.
     #[arg(long)]
     scratch: PathBuf,
+    /// Plaintext gRPC instead of mutual TLS (what `bench.py --plaintext`
+    /// runs the cluster with), so that run's ceilings count its transport.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 pub async fn run(args: RpcArgs) -> anyhow::Result<String> {
     let payload = Bytes::from(vec![0x5a_u8; args.payload_bytes]);
-    let client = grpc_channel(&args.scratch, payload.clone()).await?;
+    let client = grpc_channel(&args.scratch, payload.clone(), args.plaintext).await?;
     let calls = args.calls.max(1);
     let concurrency = args.concurrency.max(1);
 
@@ -215,21 +219,26 @@ impl StorageService for MemoryStorage {
     }
 }
 
-/// A mutual-TLS gRPC server on loopback serving [`MemoryStorage`], and a
-/// client channel to it, both set up as the services set up theirs.
-async fn grpc_channel(scratch: &std::path::Path, payload: Bytes) -> anyhow::Result<Channel> {
-    let generated = tessera_proto::tls::generate(scratch, &["server", "client"], &[])?;
-    let server_tls = ClusterTls::load(&generated.dir, "server")?;
-    let client_tls = ClusterTls::load(&generated.dir, "client")?;
+/// A gRPC server on loopback serving [`MemoryStorage`], and a client
+/// channel to it, both set up as the services set up theirs: mutual TLS,
+/// or plaintext as `--insecure` services run.
+async fn grpc_channel(scratch: &std::path::Path, payload: Bytes, plaintext: bool) -> anyhow::Result<Channel> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server = tessera_proto::net::grpc_server()
-        .tls_config(server_tls.server_config())
-        .context("configuring the probe's server TLS")?
+    let mut server = tessera_proto::net::grpc_server();
+    let client_tls = if plaintext {
+        None
+    } else {
+        let generated = tessera_proto::tls::generate(scratch, &["server", "client"], &[])?;
+        let server_tls = ClusterTls::load(&generated.dir, "server")?;
+        server = server.tls_config(server_tls.server_config()).context("configuring the probe's server TLS")?;
+        Some(ClusterTls::load(&generated.dir, "client")?)
+    };
+    let server = server
         .add_service(StorageServiceServer::new(MemoryStorage { payload }))
         .serve_with_incoming(tessera_proto::net::NoDelayIncoming::new(listener));
     tokio::spawn(server);
-    tessera_proto::tls::install(Some(&client_tls));
+    tessera_proto::tls::install(client_tls.as_ref());
     Ok(tessera_proto::control_client::lazy_channel(&addr.to_string(), Duration::from_secs(30)))
 }
 
