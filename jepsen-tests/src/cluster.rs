@@ -63,7 +63,9 @@ pub struct Cluster {
     chunk_size: u64,
 }
 
-/// A log line without its terminal colour codes (`ESC [ ... m`).
+/// A log line without its terminal colour codes (`ESC [ ... m`). The
+/// services log without colour to a file (`init_tracing`); this keeps a
+/// crash report readable whatever wrote the log.
 fn without_colours(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();

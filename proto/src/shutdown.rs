@@ -1,9 +1,14 @@
 //! Process start and stop shared by the three binaries: log setup and the
 //! shutdown signal.
 
-/// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`).
+/// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`), in
+/// colour only on a terminal: the local cluster, the bench and the chaos
+/// runner send each service's stderr to a log file, where colour codes
+/// only get in the way of reading and quoting it.
 pub fn init_tracing(default_filter: &str) {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
