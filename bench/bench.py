@@ -622,6 +622,8 @@ def main():
     # 1.39 ms a minute and a half later.
     work = tempfile.mkdtemp(dir=OUT, prefix="run-")
     r = {}
+    machine = describe_machine(r)
+    print(f"machine: {machine}")
     try:
         raw = os.path.join(work, "raw.bin")
         r["fsync_write_mb_s"] = fsync_write(raw, big)
@@ -795,6 +797,7 @@ def main():
                 victim = max(held, key=held.get)
                 stored = held[victim]
                 r["heal_victim_mib"] = stored / MIB
+                victim_chunks = chunk_sizes(os.path.join(cluster.data, victim))
                 settle()
                 os.kill(cluster.pid_of(f"tessera-datanode --node-id {victim} "), signal.SIGKILL)
                 start = time.perf_counter()
@@ -815,6 +818,7 @@ def main():
                 # (TESSERA_DEAD_AFTER_MS, a setting); the copying alone:
                 r["heal_detect_s"] = declared_dead - start
                 r["heal_copy_mb_s"] = stored / MIB / (healed - declared_dead)
+                heal_spec_ceiling(r, victim_chunks, stored, cores)
                 # The disk's own speed at copying chunks, measured just after
                 # the heal (this virtual disk's speed drifts within minutes).
                 # Not before it: its 2 GiB of fsync'd writes in three seconds
@@ -839,13 +843,15 @@ def main():
               "small_download_files_s": "small_download_ceiling_files_s",
               "upload_machine_cpu_s_per_gib": "upload_spec_floor_cpu_s_per_gib",
               "download_machine_cpu_s_per_gib": "download_spec_floor_cpu_s_per_gib",
-              "heal_copy_mb_s": "fsync_write_mb_s, disk_copy_mb_s"}
+              "heal_copy_mb_s": "fsync_write_mb_s, disk_copy_mb_s",
+              "heal_mb_s": "heal_spec_ceiling_mb_s",
+              "heal_copy_machine_cpu_s_per_gib": "heal_spec_floor_cpu_s_per_gib"}
     print(f"{'figure':<32} {'value':>12}")
     for k in sorted(r):
         print(f"{k:<32} {r[k]:>12.2f}  {('vs ' + limits[k]) if k in limits else ''}")
     print_targets(r, quick)
     print(f"\nwritten to {results_path} ({'quick' if quick else 'full'} mode"
-          f"{', PLAINTEXT gRPC' if args.plaintext else ''})")
+          f"{', PLAINTEXT gRPC' if args.plaintext else ''}; {machine})")
 
 
 # The issue's targets for the default local cluster on a 2-core machine:
@@ -868,6 +874,27 @@ def print_targets(r, quick):
         print(f"{key:<24} {r[key]:>10.2f} {op + ' ' + format(want, 'g'):>10}  {'yes' if met else 'NO'}")
 
 
+def describe_machine(r):
+    """The machine a run measured: its figures move with the host, so a
+    run names its CPU and when the machine booted (two runs with the same
+    boot time ran on the same virtual machine). Records the numbers in `r`."""
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = next((int(line.split()[1]) for line in f if line.startswith("MemTotal:")), 0)
+    with open("/proc/uptime") as f:
+        booted = time.time() - float(f.read().split()[0])
+    r["machine_cores"] = os.cpu_count() or 1
+    r["machine_memory_gib"] = mem_kib / (1 << 20)
+    r["machine_booted_at_s"] = round(booted)
+    return (f"{r['machine_cores']} cores, {model}, {r['machine_memory_gib']:.1f} GiB, Linux {os.uname().release}, "
+            f"booted {time.strftime('%Y-%m-%d %H:%M', time.gmtime(booted))} UTC")
+
+
 def settle():
     """Flushes what the bench itself left unsynced (the 1 GiB source file,
     the services' logs) before a timed phase, so its writeback does not
@@ -885,6 +912,30 @@ def warm_replicas(data, file_id):
             with open(os.path.join(chunks, name), "rb") as f:
                 while f.read(16 * MIB):
                     pass
+
+
+def chunk_sizes(path):
+    """Sizes of the chunk files under `path` (a data node's replicas)."""
+    return [os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files if f.endswith(".chk")]
+
+
+def heal_spec_ceiling(r, sizes, stored, cores):
+    """What the heal's required work allows, as the other spec ceilings:
+    for every chunk the victim held, one copy through gRPC over the
+    cluster's transport (both ends), its CRC32C checked on both, a durable
+    replica on the target (4 MiB chunks priced by `chunk_write_cpu_s_per_gib`,
+    small ones by `durable_file_cpu_ms`) and the controller's call to the
+    target, spread over every core, after the same wait until the node is
+    declared dead. Tessera's own work (the log's events, planning, the
+    source's read from disk) costs nothing here."""
+    large = sum(s for s in sizes if s >= MIB) / (1 << 30)
+    small = [s for s in sizes if s < MIB]
+    floor_s = (large * (r["grpc_chunk_down_cpu_s_per_gib"] + r["chunk_write_cpu_s_per_gib"])
+               + len(small) * (r["grpc_download_cpu_ms"] + r["durable_file_cpu_ms"]) / 1000
+               + sum(sizes) / (1 << 30) * 2 * r["crc32c_s_per_gib"]
+               + len(sizes) * r["grpc_call_cpu_ms"] / 1000)
+    r["heal_spec_floor_cpu_s_per_gib"] = floor_s / (stored / (1 << 30))
+    r["heal_spec_ceiling_mb_s"] = stored / MIB / (r["heal_detect_s"] + floor_s / cores)
 
 
 def dir_bytes(path):
