@@ -639,7 +639,7 @@ def main():
         # spread over every core. Download: a page-cache read, one mutual-TLS
         # hop (data node to gateway), one plain HTTP hop (gateway to client).
         # Upload at RF 3: one HTTP hop, three TLS hops, the BLAKE3 file checksum.
-        cores = os.cpu_count() or 1
+        cores = r["machine_cores"]  # as describe_machine recorded it
         r["download_ceiling_mb_s"] = cores * 1024 / (1024 / r["page_cache_read_mb_s"] + r["tls_cpu_s_per_gib"]
                                                      + r["tcp_cpu_s_per_gib"])
         r["upload_ceiling_mb_s"] = cores * 1024 / (r["tcp_cpu_s_per_gib"] + 3 * r["tls_cpu_s_per_gib"]
