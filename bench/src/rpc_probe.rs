@@ -211,6 +211,22 @@ impl StorageService for MemoryStorage {
         Err(Status::unimplemented("not part of the probe"))
     }
 
+    async fn replicate_chunks(
+        &self,
+        _request: Request<pb::ReplicateChunksRequest>,
+    ) -> Result<Response<pb::ReplicateChunksResponse>, Status> {
+        Err(Status::unimplemented("not part of the probe"))
+    }
+
+    type DownloadChunksStream = DownloadStream;
+
+    async fn download_chunks(
+        &self,
+        _request: Request<pb::DownloadChunksRequest>,
+    ) -> Result<Response<Self::DownloadChunksStream>, Status> {
+        Err(Status::unimplemented("not part of the probe"))
+    }
+
     async fn set_failure_simulation(
         &self,
         _request: Request<pb::SetFailureSimulationRequest>,

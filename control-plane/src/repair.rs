@@ -8,8 +8,9 @@
 //! `per_node_limit` copies in flight per target. [`run_repair_worker`]
 //! scans once per tick and carries the plan out: each copy is a logged
 //! task; the target pulls the chunk from the source
-//! (`StorageService.ReplicateChunk`), verifies its CRC32C, and only then is
-//! the new replica committed to the log.
+//! (`StorageService.ReplicateChunk`; small chunks from one source to one
+//! target several to a call, `ReplicateChunks`), verifies its CRC32C, and
+//! only then is the new replica committed to the log.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::controller::Controller;
+use crate::error::ControllerError;
 use crate::events::Event;
 use crate::meta::tasks::{TaskKind, TaskState};
 use crate::meta::{ChunkKey, FileState, MetaState, NodeHealth};
@@ -244,28 +246,36 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
                 *busy.targets.entry(job.target.clone()).or_default() += 1;
             }
         }
-        for job in jobs {
+        for call in batch_jobs(jobs) {
             let controller = controller.clone();
             let in_flight = in_flight.clone();
             let copy_done = copy_done.clone();
             tokio::spawn(async move {
-                let key = (job.file_id, job.index);
-                let target = job.target.clone();
-                // The target's slot is free once it has answered: waiting
-                // for the replica's log entry too held every slot ~100 ms
+                let keys: Vec<ChunkKey> = call.iter().map(|j| (j.file_id, j.index)).collect();
+                let Some(target) = call.first().map(|j| j.target.clone()) else { return };
+                // The target's slots are free once it has answered: waiting
+                // for the replicas' log entries too held every slot ~100 ms
                 // longer while healing (the disk the log is synced to is the
-                // one the copies keep busy). The chunk stays busy until then.
+                // one the copies keep busy). The chunks stay busy until then.
                 let target_answered = || {
                     if let Some(n) = lock(&in_flight).targets.get_mut(&target) {
-                        *n = n.saturating_sub(1);
+                        *n = n.saturating_sub(keys.len());
                     }
                     copy_done.notify_one();
                 };
-                let copied = copy_replica(&controller, job, target_answered).await;
-                lock(&in_flight).chunks.remove(&key);
+                let copied = match <[RepairJob; 1]>::try_from(call) {
+                    Ok([job]) => usize::from(copy_replica(&controller, job, target_answered).await),
+                    Err(call) => copy_replicas(&controller, call, target_answered).await,
+                };
+                {
+                    let mut busy = lock(&in_flight);
+                    for key in &keys {
+                        busy.chunks.remove(key);
+                    }
+                }
                 // A failed copy waits for the tick: retrying it at once
                 // would spin on a source or target that is down.
-                if copied {
+                if copied > 0 {
                     copy_done.notify_one();
                 }
             });
@@ -273,30 +283,105 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
     }
 }
 
-/// One copy as a logged task: started, copied and verified by the target,
-/// replica committed, finished. `target_answered` runs as soon as the
-/// target has replied, success or not (its work on the copy is over).
-/// Returns whether the copy landed, as soon as the new replica is in the
-/// log; the task's end is recorded after that, without holding up the next
-/// copy.
+/// A copy as a logged task, from its start to its end: the start is
+/// proposed while the target copies (a copy waits for one log entry less);
+/// the replica is recorded only once both are done, and the task's end
+/// after that, without holding up the next copy.
+struct CopyTask {
+    job: RepairJob,
+    task_id: String,
+    /// In `Controller::copies_in_flight` from before the task is in the log
+    /// until its end is: a running task that is not in flight was orphaned
+    /// by a leader change (see [`finish_orphaned_tasks`]).
+    copy_key: (Uuid, u32, String),
+}
+
+impl CopyTask {
+    /// The task and the event that starts it.
+    fn begin(controller: &Controller, job: RepairJob) -> (Self, Event) {
+        let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
+        let started = Event::TaskStarted {
+            task_id: task_id.clone(),
+            kind: job.kind,
+            file_id: job.file_id,
+            index: job.index,
+            from: job.source.clone(),
+            to: job.target.clone(),
+            at_ms: tessera_proto::now_ms(),
+        };
+        let copy_key = (job.file_id, job.index, job.target.clone());
+        controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(copy_key.clone());
+        (Self { job, task_id, copy_key }, started)
+    }
+
+    /// Records the replica if the target stored it (`copied`) and the task's
+    /// start is in the log (`logged`); returns whether the copy landed, as
+    /// soon as its replica is in the log. The task's end is logged after.
+    async fn finish(
+        self,
+        controller: &Arc<Controller>,
+        logged: Result<(), ControllerError>,
+        copied: Result<(), String>,
+    ) -> bool {
+        let job = self.job;
+        if let Err(e) = logged {
+            // Not the leader any more, say: what the target stored is garbage
+            // its next inventory reports.
+            controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.copy_key);
+            tracing::debug!(error = %e, "could not start a copy task");
+            return false;
+        }
+        let outcome = match copied {
+            Ok(()) => controller
+                .propose(Event::ReplicaAdded {
+                    file_id: job.file_id,
+                    index: job.index,
+                    node_id: job.target.clone(),
+                    replaces: job.replaces.clone(),
+                })
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let (ok, error) = match outcome {
+            Ok(()) => {
+                tracing::info!(file = %job.file_id, chunk = job.index, from = %job.source, to = %job.target, kind = job.kind.as_str(), "replica copied");
+                (true, String::new())
+            }
+            Err(e) => {
+                tracing::warn!(file = %job.file_id, chunk = job.index, to = %job.target, error = %e, "replica copy failed");
+                (false, e)
+            }
+        };
+        let finished = Event::TaskFinished { task_id: self.task_id, ok, error, at_ms: tessera_proto::now_ms() };
+        let controller = controller.clone();
+        let copy_key = self.copy_key;
+        tokio::spawn(async move {
+            if let Err(e) = controller.propose(finished).await {
+                tracing::debug!(error = %e, "could not record the end of a copy task");
+            }
+            // Still "in flight" until its end is logged: a running task that
+            // is not in flight counts as orphaned.
+            controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&copy_key);
+        });
+        ok
+    }
+}
+
+/// A failed call to a target, as a copy's error; a full disk keeps
+/// placements away from the target until it reports free space again.
+fn copy_call_error(controller: &Controller, target: &str, status: &tonic::Status) -> String {
+    if status.code() == tonic::Code::ResourceExhausted {
+        controller.liveness.mark_full(target);
+    }
+    format!("{}: {}", status.code(), status.message())
+}
+
+/// One copy as a logged task: started, copied and verified by the target
+/// (`StorageService.ReplicateChunk`), replica committed, finished.
+/// `target_answered` runs as soon as the target has replied, success or
+/// not (its work on the copy is over). Returns whether the copy landed.
 pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob, target_answered: impl FnOnce()) -> bool {
-    let kind = job.kind;
-    let task_id = format!("{:013}-{}", tessera_proto::now_ms(), &Uuid::new_v4().simple().to_string()[..8]);
-    let started = Event::TaskStarted {
-        task_id: task_id.clone(),
-        kind,
-        file_id: job.file_id,
-        index: job.index,
-        from: job.source.clone(),
-        to: job.target.clone(),
-        at_ms: tessera_proto::now_ms(),
-    };
-    // In flight before the task is in the log and until its end is: a
-    // running task that is not in flight was orphaned by a leader change
-    // (see `finish_orphaned_tasks`).
-    let copy_key = (job.file_id, job.index, job.target.clone());
-    let in_flight = || controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner());
-    in_flight().insert(copy_key.clone());
     let mut client = StorageServiceClient::new(controller.datanode_channels.channel(&job.target_addr));
     let request = pb::ReplicateChunkRequest {
         file_id: job.file_id.to_string(),
@@ -305,61 +390,124 @@ pub async fn copy_replica(controller: &Arc<Controller>, job: RepairJob, target_a
         crc32c: job.crc32c,
         size: job.size,
     };
-    // The task is logged while the target copies (not before): a copy
-    // waits for one log entry less. The replica is only recorded once
-    // both are done.
+    let (size, crc32c, target) = (job.size, job.crc32c, job.target.clone());
+    let (task, started) = CopyTask::begin(controller, job);
     let copying = async {
         let reply = client.replicate_chunk(request).await;
         target_answered();
         reply
     };
     let (logged, copied) = tokio::join!(controller.propose(started), copying);
-    if let Err(e) = logged {
-        // Not the leader any more, say: what the target stored is garbage
-        // its next inventory reports.
-        in_flight().remove(&copy_key);
-        tracing::debug!(error = %e, "could not start a copy task");
-        return false;
-    }
-    let outcome = match copied {
-        Ok(reply) if reply.get_ref().crc32c == job.crc32c && reply.get_ref().size == job.size => controller
-            .propose(Event::ReplicaAdded {
-                file_id: job.file_id,
-                index: job.index,
-                node_id: job.target.clone(),
-                replaces: job.replaces.clone(),
-            })
-            .await
-            .map_err(|e| e.to_string()),
+    let copied = match copied {
+        Ok(reply) if reply.get_ref().crc32c == crc32c && reply.get_ref().size == size => Ok(()),
         Ok(_) => Err("the copy's checksum does not match".to_string()),
+        Err(status) => Err(copy_call_error(controller, &target, &status)),
+    };
+    task.finish(controller, logged, copied).await
+}
+
+/// Copies of small chunks from one source to one target in one call
+/// (`StorageService.ReplicateChunks`), each still a task of its own that
+/// lands or fails on its own. `target_answered` runs once the target has
+/// replied. Returns how many copies landed.
+pub async fn copy_replicas(
+    controller: &Arc<Controller>,
+    jobs: Vec<RepairJob>,
+    target_answered: impl FnOnce(),
+) -> usize {
+    let Some(first) = jobs.first() else { return 0 };
+    let mut client = StorageServiceClient::new(controller.datanode_channels.channel(&first.target_addr));
+    let target = first.target.clone();
+    let request = pb::ReplicateChunksRequest {
+        source_addr: first.source_addr.clone(),
+        chunks: jobs
+            .iter()
+            .map(|job| pb::ChunkToCopy {
+                file_id: job.file_id.to_string(),
+                index: job.index,
+                size: job.size,
+                crc32c: job.crc32c,
+            })
+            .collect(),
+    };
+    let (tasks, starts): (Vec<CopyTask>, Vec<Event>) =
+        jobs.into_iter().map(|job| CopyTask::begin(controller, job)).unzip();
+    let copying = async {
+        let reply = client.replicate_chunks(request).await;
+        target_answered();
+        reply
+    };
+    // The starts reach the proposal batcher together: one log entry.
+    let (logged, copied) =
+        tokio::join!(futures::future::join_all(starts.into_iter().map(|event| controller.propose(event))), copying);
+    let copied: Vec<Result<(), String>> = match copied {
+        Ok(reply) => {
+            let reply = reply.into_inner().chunks;
+            tasks.iter().enumerate().map(|(at, task)| chunk_copied(controller, &task.job, reply.get(at))).collect()
+        }
         Err(status) => {
-            if status.code() == tonic::Code::ResourceExhausted {
-                controller.liveness.mark_full(&job.target);
+            let error = copy_call_error(controller, &target, &status);
+            tasks.iter().map(|_| Err(error.clone())).collect()
+        }
+    };
+    let landed = futures::future::join_all(
+        tasks
+            .into_iter()
+            .zip(logged)
+            .zip(copied)
+            .map(|((task, logged), copied)| task.finish(controller, logged, copied)),
+    )
+    .await;
+    landed.into_iter().filter(|&ok| ok).count()
+}
+
+/// What the target says of one chunk of a batch, checked against the job.
+fn chunk_copied(controller: &Controller, job: &RepairJob, reply: Option<&pb::ChunkCopied>) -> Result<(), String> {
+    let Some(reply) = reply else { return Err("the target did not answer for this chunk".into()) };
+    if reply.file_id != job.file_id.to_string() || reply.index != job.index {
+        return Err("the target answered for another chunk".into());
+    }
+    if reply.code != tonic::Code::Ok as i32 {
+        return Err(copy_call_error(
+            controller,
+            &job.target,
+            &tonic::Status::new(reply.code.into(), reply.error.clone()),
+        ));
+    }
+    if reply.crc32c != job.crc32c || reply.size != job.size {
+        return Err("the copy's checksum does not match".into());
+    }
+    Ok(())
+}
+
+/// Chunks below this size are copied in batches ([`copy_replicas`]): for
+/// them the calls, not the bytes, are most of a copy's cost.
+const BATCH_COPY_BELOW: u64 = 1024 * 1024;
+/// Most copies in one batch.
+const COPY_BATCH: usize = 16;
+
+/// The planned jobs as calls: small chunks from the same source to the
+/// same target together, up to [`COPY_BATCH`] a call, in plan order;
+/// every other job alone.
+pub fn batch_jobs(jobs: Vec<RepairJob>) -> Vec<Vec<RepairJob>> {
+    let mut calls: Vec<Vec<RepairJob>> = Vec::new();
+    // Open batch per (source, target): its place in `calls`.
+    let mut open: HashMap<(String, String), usize> = HashMap::new();
+    for job in jobs {
+        if job.size >= BATCH_COPY_BELOW {
+            calls.push(vec![job]);
+            continue;
+        }
+        let pair = (job.source_addr.clone(), job.target.clone());
+        match open.get(&pair).copied() {
+            Some(at) if calls[at].len() < COPY_BATCH => calls[at].push(job),
+            _ => {
+                open.insert(pair, calls.len());
+                calls.push(vec![job]);
             }
-            Err(format!("{}: {}", status.code(), status.message()))
         }
-    };
-    let (ok, error) = match outcome {
-        Ok(()) => {
-            tracing::info!(file = %job.file_id, chunk = job.index, from = %job.source, to = %job.target, kind = kind.as_str(), "replica copied");
-            (true, String::new())
-        }
-        Err(e) => {
-            tracing::warn!(file = %job.file_id, chunk = job.index, to = %job.target, error = %e, "replica copy failed");
-            (false, e)
-        }
-    };
-    let finished = Event::TaskFinished { task_id, ok, error, at_ms: tessera_proto::now_ms() };
-    let controller = controller.clone();
-    tokio::spawn(async move {
-        if let Err(e) = controller.propose(finished).await {
-            tracing::debug!(error = %e, "could not record the end of a copy task");
-        }
-        // Still "in flight" until its end is logged: a running task that
-        // is not in flight counts as orphaned.
-        controller.copies_in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&copy_key);
-    });
-    ok
+    }
+    calls
 }
 
 /// Tasks the log shows running that no copy on this leader is running:
@@ -567,6 +715,32 @@ mod tests {
         // Not one file's chunks and then the other's.
         let first_half: HashSet<Uuid> = backlog[..12].iter().map(|(file, _)| *file).collect();
         assert_eq!(first_half.len(), 2, "{backlog:?}");
+    }
+
+    #[test]
+    fn small_copies_between_the_same_pair_share_a_call() {
+        let job = |index: u32, size: u64, source: &str, target: &str| RepairJob {
+            file_id: Uuid::nil(),
+            index,
+            size,
+            crc32c: 0,
+            source: source.into(),
+            source_addr: format!("{source}:1"),
+            target: target.into(),
+            target_addr: format!("{target}:1"),
+            replaces: None,
+            live_replicas: 2,
+            kind: TaskKind::ReReplicate,
+        };
+        let mut jobs =
+            vec![job(0, 4 << 20, "a", "c"), job(1, 100, "a", "c"), job(2, 100, "b", "c"), job(3, 0, "a", "c")];
+        jobs.extend((10..30).map(|i| job(i, 65536, "a", "d")));
+        let calls = batch_jobs(jobs);
+        let indexes: Vec<Vec<u32>> = calls.iter().map(|c| c.iter().map(|j| j.index).collect()).collect();
+        assert_eq!(indexes[..3], [vec![0], vec![1, 3], vec![2]], "a large chunk goes alone; pairs do not mix");
+        assert_eq!(indexes[3], (10..26).collect::<Vec<_>>(), "at most {COPY_BATCH} a call, in plan order");
+        assert_eq!(indexes[4], (26..30).collect::<Vec<_>>());
+        assert_eq!(calls.len(), 5);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! stop heartbeating, stop serving; every acknowledged chunk is already
 //! fsynced, so nothing needs flushing.
 
+mod batch;
 mod chunk_store;
 mod error;
 mod heartbeat;

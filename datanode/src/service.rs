@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tessera_proto::control_client::ChannelPool;
-use tessera_proto::limits::{stream_pieces, MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES};
+use tessera_proto::limits::{MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES};
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tessera_proto::pb::storage_service_server::StorageService;
@@ -15,6 +15,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
+use crate::batch;
 use crate::chunk_store::{layout, ChunkBuffer, ChunkStore};
 use crate::error::StoreError;
 
@@ -133,6 +134,7 @@ fn download_piece(message: pb::DownloadChunkResponse) -> Option<ChunkPiece> {
     match message.kind? {
         pb::download_chunk_response::Kind::Header(h) => Some(ChunkPiece::Header(h)),
         pb::download_chunk_response::Kind::Data(d) => Some(ChunkPiece::Data(d)),
+        pb::download_chunk_response::Kind::Failure(_) => None,
     }
 }
 
@@ -174,13 +176,22 @@ impl StorageService for StorageApi {
         } else {
             self.store.read(id, req.index).await?
         };
-        let header = pb::ChunkHeader { file_id: req.file_id, index: req.index, size: data.len() as u64, crc32c: crc };
         // The chunk is in memory already: its pieces are slices of it, sent
         // as the transport takes them (no task or channel per download).
-        let pieces = stream_pieces(data)
-            .map(|piece| Ok(pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Data(piece)) }));
-        let header = pb::DownloadChunkResponse { kind: Some(pb::download_chunk_response::Kind::Header(header)) };
-        Ok(Response::new(Box::pin(tokio_stream::iter(std::iter::once(Ok(header)).chain(pieces)))))
+        let messages = batch::chunk_messages(req.file_id, req.index, data, crc);
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages.into_iter().map(Ok)))))
+    }
+
+    type DownloadChunksStream = DownloadStream;
+
+    async fn download_chunks(
+        &self,
+        request: Request<pb::DownloadChunksRequest>,
+    ) -> Result<Response<Self::DownloadChunksStream>, Status> {
+        self.check_serving()?;
+        let chunks = request.into_inner().chunks;
+        batch::check_batch_len(chunks.len())?;
+        Ok(Response::new(Box::pin(batch::download_stream(self.store.clone(), chunks))))
     }
 
     async fn delete_chunk(
@@ -239,6 +250,19 @@ impl StorageService for StorageApi {
         // `write` recomputes the CRC32C over the received bytes.
         self.store.write(id, req.index, data, req.size, req.crc32c).await?;
         Ok(Response::new(pb::ReplicateChunkResponse { size: req.size, crc32c: req.crc32c }))
+    }
+
+    async fn replicate_chunks(
+        &self,
+        request: Request<pb::ReplicateChunksRequest>,
+    ) -> Result<Response<pb::ReplicateChunksResponse>, Status> {
+        self.check_serving()?;
+        let req = request.into_inner();
+        let _room = self.buffer_room(batch::batch_bytes(&req.chunks)?).await?;
+        let source = StorageServiceClient::new(self.peers.channel(&req.source_addr))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let chunks = batch::replicate(&self.store, source, req).await?;
+        Ok(Response::new(pb::ReplicateChunksResponse { chunks }))
     }
 
     async fn set_failure_simulation(

@@ -20,6 +20,12 @@ pub fn stream_pieces(chunk: prost::bytes::Bytes) -> impl Iterator<Item = prost::
 /// Largest chunk size a controller may be configured with.
 pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
 
+/// Most chunks one `ReplicateChunks` or `DownloadChunks` call may name,
+/// and the most bytes they may add up to: a batch is for small chunks, and
+/// the target holds a whole batch in memory at worst.
+pub const MAX_BATCH_CHUNKS: usize = 64;
+pub const MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Longest file name, in bytes (as on ext4).
 pub const MAX_NAME_BYTES: usize = 255;
 
