@@ -422,7 +422,7 @@ pub async fn copy_replicas(
         source_addr: first.source_addr.clone(),
         chunks: jobs
             .iter()
-            .map(|job| pb::ChunkToCopy {
+            .map(|job| pb::ChunkHeader {
                 file_id: job.file_id.to_string(),
                 index: job.index,
                 size: job.size,
@@ -463,8 +463,10 @@ pub async fn copy_replicas(
 
 /// What the target says of one chunk of a batch, checked against the job.
 fn chunk_copied(controller: &Controller, job: &RepairJob, reply: Option<&pb::ChunkCopied>) -> Result<(), String> {
-    let Some(reply) = reply else { return Err("the target did not answer for this chunk".into()) };
-    if reply.file_id != job.file_id.to_string() || reply.index != job.index {
+    let Some((reply, chunk)) = reply.and_then(|r| Some((r, r.chunk.as_ref()?))) else {
+        return Err("the target did not answer for this chunk".into());
+    };
+    if chunk.file_id != job.file_id.to_string() || chunk.index != job.index {
         return Err("the target answered for another chunk".into());
     }
     if reply.code != tonic::Code::Ok as i32 {
@@ -474,7 +476,7 @@ fn chunk_copied(controller: &Controller, job: &RepairJob, reply: Option<&pb::Chu
             &tonic::Status::new(reply.code.into(), reply.error.clone()),
         ));
     }
-    if reply.crc32c != job.crc32c || reply.size != job.size {
+    if chunk.crc32c != job.crc32c || chunk.size != job.size {
         return Err("the copy's checksum does not match".into());
     }
     Ok(())

@@ -41,7 +41,7 @@ pub fn check_batch_len(chunks: usize) -> Result<(), Status> {
 
 /// The bytes a `ReplicateChunks` batch adds up to, refused beyond
 /// [`MAX_BATCH_BYTES`] (the target holds the whole batch at worst).
-pub fn batch_bytes(chunks: &[pb::ChunkToCopy]) -> Result<u64, Status> {
+pub fn batch_bytes(chunks: &[pb::ChunkHeader]) -> Result<u64, Status> {
     check_batch_len(chunks.len())?;
     let total = chunks.iter().fold(0u64, |sum, c| sum.saturating_add(c.size));
     if total > MAX_BATCH_BYTES {
@@ -264,14 +264,7 @@ pub async fn replicate(
                 Ok(()) => (Code::Ok as i32, String::new()),
                 Err(status) => (status.code() as i32, status.message().to_string()),
             };
-            pb::ChunkCopied {
-                file_id: chunk.file_id,
-                index: chunk.index,
-                size: chunk.size,
-                crc32c: chunk.crc32c,
-                code,
-                error,
-            }
+            pb::ChunkCopied { chunk: Some(chunk), code, error }
         })
         .collect())
 }
@@ -306,8 +299,8 @@ mod tests {
         StorageServiceClient::new(channel)
     }
 
-    fn copy_of(file_id: &str, index: u32, data: &[u8]) -> pb::ChunkToCopy {
-        pb::ChunkToCopy { file_id: file_id.into(), index, size: data.len() as u64, crc32c: crc32c::crc32c(data) }
+    fn copy_of(file_id: &str, index: u32, data: &[u8]) -> pb::ChunkHeader {
+        pb::ChunkHeader { file_id: file_id.into(), index, size: data.len() as u64, crc32c: crc32c::crc32c(data) }
     }
 
     /// Good chunks land on the target; a chunk missing at the source, one
@@ -358,7 +351,7 @@ mod tests {
             "{copied:?}"
         );
         for (answer, want) in copied.iter().zip(&asked) {
-            assert_eq!((&answer.file_id, answer.index, answer.size), (&want.file_id, want.index, want.size));
+            assert_eq!(answer.chunk.as_ref(), Some(want));
         }
         assert!(copied[5].error.contains("expected"), "{}", copied[5].error);
         for index in [0u32, 1, 2] {
