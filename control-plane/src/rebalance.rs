@@ -6,7 +6,9 @@
 //! fullest and emptiest nodes differs by more than the configured threshold.
 //! Each move is a copy task: copy to the receiver, verify, commit the new
 //! replica while dropping the donor's in the same event, so a chunk never
-//! has fewer than its replication factor of copies.
+//! has fewer than its replication factor of copies. Small chunks between
+//! the same two nodes move several to a call, as healing copies them
+//! (`repair::batch_jobs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -20,7 +22,7 @@ use crate::controller::Controller;
 use crate::meta::tasks::TaskKind;
 use crate::meta::{ChunkKey, FileState, MetaState, NodeHealth};
 use crate::placement::NodeLoad;
-use crate::repair::{copy_replica, RepairJob};
+use crate::repair::{batch_jobs, copy_call, RepairJob};
 
 /// Stored bytes per healthy node according to the metadata.
 fn stored_bytes(meta: &MetaState, healthy: &[NodeLoad]) -> HashMap<String, u64> {
@@ -122,7 +124,8 @@ pub fn plan_rebalance(
 
 /// Leader-only: runs rebalance passes, one batch of moves at a time.
 pub async fn run_rebalance_worker(controller: Arc<Controller>, shutdown: CancellationToken) {
-    let copies = Arc::new(Semaphore::new(controller.config.repair_copies_per_node.max(1)));
+    let copy_limit = u32::try_from(controller.config.repair_copies_per_node.max(1)).unwrap_or(u32::MAX);
+    let copies = Arc::new(Semaphore::new(copy_limit as usize));
     loop {
         if !controller.next_leader_tick(Duration::from_secs(1), &shutdown).await {
             return;
@@ -159,11 +162,13 @@ pub async fn run_rebalance_worker(controller: Arc<Controller>, shutdown: Cancell
         }
         tracing::info!(moves = jobs.len(), "rebalancing");
         let mut running = Vec::new();
-        for job in jobs {
-            let Ok(permit) = copies.clone().acquire_owned().await else { return };
+        for call in batch_jobs(jobs) {
+            // A copy a permit, a batch no more than the semaphore holds.
+            let wanted = u32::try_from(call.len()).unwrap_or(u32::MAX).min(copy_limit);
+            let Ok(permit) = copies.clone().acquire_many_owned(wanted).await else { return };
             let controller = controller.clone();
             running.push(tokio::spawn(async move {
-                copy_replica(&controller, job, || {}).await;
+                copy_call(&controller, call, || {}).await;
                 drop(permit);
             }));
         }

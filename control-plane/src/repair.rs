@@ -263,10 +263,7 @@ pub async fn run_repair_worker(controller: Arc<Controller>, shutdown: Cancellati
                     }
                     copy_done.notify_one();
                 };
-                let copied = match <[RepairJob; 1]>::try_from(call) {
-                    Ok([job]) => usize::from(copy_replica(&controller, job, target_answered).await),
-                    Err(call) => copy_replicas(&controller, call, target_answered).await,
-                };
+                let copied = copy_call(&controller, call, target_answered).await;
                 {
                     let mut busy = lock(&in_flight);
                     for key in &keys {
@@ -480,6 +477,15 @@ fn chunk_copied(controller: &Controller, job: &RepairJob, reply: Option<&pb::Chu
         return Err("the copy's checksum does not match".into());
     }
     Ok(())
+}
+
+/// One call of [`batch_jobs`]: a lone copy through `ReplicateChunk`,
+/// several through `ReplicateChunks`. Returns how many copies landed.
+pub async fn copy_call(controller: &Arc<Controller>, call: Vec<RepairJob>, target_answered: impl FnOnce()) -> usize {
+    match <[RepairJob; 1]>::try_from(call) {
+        Ok([job]) => usize::from(copy_replica(controller, job, target_answered).await),
+        Err(call) => copy_replicas(controller, call, target_answered).await,
+    }
 }
 
 /// Chunks below this size are copied in batches ([`copy_replicas`]): for
