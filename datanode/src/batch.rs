@@ -128,23 +128,19 @@ pub async fn replicate(
 ) -> Result<Vec<pb::ChunkCopied>, Status> {
     let wanted = request.chunks;
     let mut outcomes = Outcomes { source: request.source_addr.clone(), outcomes: vec![None; wanted.len()] };
-    // Chunks asked of the source, as places in the batch: a bad id is
-    // refused here and not asked for.
-    let mut asked = Vec::with_capacity(wanted.len());
-    let mut ids = Vec::with_capacity(wanted.len());
+    // Chunks asked of the source, as places in the batch with their file
+    // ids: a bad id is refused here and not asked for.
+    let mut asked: Vec<(usize, Uuid)> = Vec::with_capacity(wanted.len());
     for (at, chunk) in wanted.iter().enumerate() {
         match layout::file_id(&chunk.file_id) {
-            Ok(id) => {
-                asked.push(at);
-                ids.push(id);
-            }
+            Ok(id) => asked.push((at, id)),
             Err(e) => outcomes.set(at, Err(e.into())),
         }
     }
     let download = pb::DownloadChunksRequest {
         chunks: asked
             .iter()
-            .map(|&at| pb::DownloadChunkRequest {
+            .map(|&(at, _)| pb::DownloadChunkRequest {
                 file_id: wanted[at].file_id.clone(),
                 index: wanted[at].index,
                 read_once: true,
@@ -180,7 +176,7 @@ pub async fn replicate(
         }
         match kind {
             Some(Kind::Header(header)) => {
-                let Some((&at, &id)) = asked.get(next).zip(ids.get(next)) else {
+                let Some(&(at, id)) = asked.get(next) else {
                     ended_by = Some("sent more chunks than asked".into());
                     break;
                 };
@@ -217,7 +213,7 @@ pub async fn replicate(
                 }
             }
             Some(Kind::Failure(failure)) => {
-                let Some(&at) = asked.get(next) else {
+                let Some(&(at, _)) = asked.get(next) else {
                     ended_by = Some("sent more chunks than asked".into());
                     break;
                 };
@@ -232,16 +228,17 @@ pub async fn replicate(
             }
         }
         // A chunk received whole (an empty one as soon as its header came) is stored.
-        if let Some(done) = current.take_if(|r| r.buffer.is_some() && r.received == wanted[r.at].size) {
+        if let Some(Receiving { at, id, buffer: Some(data), .. }) =
+            current.take_if(|r| r.buffer.is_some() && r.received == wanted[r.at].size)
+        {
             if writes.len() >= WRITES_IN_FLIGHT {
                 if let Some(Ok((at, outcome))) = writes.join_next().await {
                     outcomes.set(at, outcome);
                 }
             }
-            let (store, want) = (store.clone(), &wanted[done.at]);
-            let (index, size, crc, at) = (want.index, want.size, want.crc32c, done.at);
-            let data = done.buffer.unwrap_or_else(|| ChunkBuffer::with_capacity(0));
-            writes.spawn(async move { (at, store.write(done.id, index, data, size, crc).await.map_err(Status::from)) });
+            let (store, want) = (store.clone(), &wanted[at]);
+            let (index, size, crc) = (want.index, want.size, want.crc32c);
+            writes.spawn(async move { (at, store.write(id, index, data, size, crc).await.map_err(Status::from)) });
         }
     }
     if let Some(cut) = current.take() {
