@@ -7,6 +7,7 @@ mod auth;
 mod clients;
 mod dashboard;
 mod error;
+mod linger;
 mod ops;
 mod routes;
 mod state;
@@ -109,14 +110,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
     );
     // TCP_NODELAY: a response's last small write must not wait for an ACK.
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?
-        .tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
+    // Lingering: a refused upload's answer reaches clients that send the
+    // whole body before reading (linger.rs).
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = linger::Lingering::new(listener).tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     tracing::info!(listen = %config.listen, static_dir = %config.static_dir.display(), "gateway serving");
     // The client address keys the sign-in rate limit.
     let service = routes::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -18,6 +18,34 @@ async fn status_of(response: reqwest::Response) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Posts `body_len` bytes the way simple clients do: the whole body, then
+/// read the answer. Returns the answer as text, or what stopped the client.
+async fn post_whole_body_then_read(
+    cluster: &Cluster,
+    path: &str,
+    token: Option<&str>,
+    body_len: usize,
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = cluster.url(path);
+    let authority = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&authority).await?;
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {body_len}\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).await?;
+    let piece = vec![0x5au8; MIB];
+    for _ in 0..body_len / MIB {
+        tcp.write_all(&piece).await?;
+    }
+    tcp.write_all(&piece[..body_len % MIB]).await?;
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
 /// Every described operation that needs credentials, from the served
 /// OpenAPI document (so a new route is covered without touching this test).
 async fn protected_operations(cluster: &Cluster) -> Vec<(String, String)> {
@@ -175,6 +203,24 @@ async fn accounts_tokens_ownership_and_quotas() {
     let (status, body) = status_of(upload(&carol, "big.bin", &random_bytes(2 * MIB, 1)).await.expect("upload")).await;
     assert_eq!(status, 413, "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("quota")), "{body}");
+    // A client that sends the whole body before it reads (Python's
+    // `requests`, many libraries) gets the same answers, not a reset.
+    let login: Value = anonymous
+        .post(cluster.url("/api/auth/login"))
+        .json(&json!({ "username": "carol", "password": "carol-password" }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login body");
+    let carol_token = login["token"].as_str().expect("token");
+    for (token, expected) in [(Some(carol_token), "413"), (None, "401")] {
+        let answer = post_whole_body_then_read(&cluster, "/api/files?name=huge.bin", token, 48 * MIB)
+            .await
+            .unwrap_or_else(|e| panic!("the client lost the {expected} answer: {e}"));
+        assert!(answer.starts_with(&format!("HTTP/1.1 {expected}")), "{answer}");
+    }
     let streamed = futures::stream::iter((0..6).map(|i| Ok::<_, std::io::Error>(random_bytes(MIB / 2, i))));
     let response = carol
         .post(cluster.url("/api/files"))
