@@ -18,7 +18,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: bad_request, unauthorized, forbidden,
-    /// not_found, conflict, too_large, range_not_satisfiable,
+    /// not_found, conflict, request_timeout, too_large, range_not_satisfiable,
     /// too_many_requests, insufficient_nodes, unavailable, internal.
     pub code: String,
     /// For people.
@@ -40,6 +40,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("range not satisfiable: the file is {size} bytes")]
     RangeNotSatisfiable { size: u64 },
@@ -60,6 +62,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
             ApiError::InsufficientNodes(_) => (StatusCode::SERVICE_UNAVAILABLE, "insufficient_nodes"),

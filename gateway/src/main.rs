@@ -5,9 +5,9 @@
 
 mod auth;
 mod clients;
+mod connection;
 mod dashboard;
 mod error;
-mod linger;
 mod ops;
 mod routes;
 mod state;
@@ -48,9 +48,20 @@ struct Config {
     /// Chunks of one download being fetched at once.
     #[arg(long, env = "TESSERA_DOWNLOAD_WINDOW", default_value_t = 4)]
     download_window: usize,
+    /// Memory, in MiB, that the chunks of all uploads and downloads together
+    /// may hold; transfers beyond it wait (back pressure). One upload at full
+    /// speed holds up to (chunks in flight + 1) x chunk size x (1 + replicas):
+    /// 112 MiB with the defaults; a download, download window x chunk size.
+    #[arg(long, env = "TESSERA_TRANSFER_MEMORY_MIB", default_value_t = 256)]
+    transfer_memory_mib: u64,
     /// Largest accepted upload in bytes.
     #[arg(long, env = "TESSERA_MAX_UPLOAD_BYTES", default_value_t = 1 << 40)]
     max_upload_bytes: u64,
+    /// Seconds a client connection may wait with nothing sent or read
+    /// (half a request, a stalled upload body, a download nobody reads)
+    /// before it is closed.
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    idle_timeout_secs: u64,
     /// Shell command `POST /admin/nodes` runs to start a data node; it
     /// prints the new node's id. Unset: the endpoint explains how.
     #[arg(long, env = "TESSERA_ADD_NODE_COMMAND")]
@@ -107,14 +118,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
             session_ttl: std::time::Duration::from_secs(config.session_ttl_hours.max(1) * 3600),
             secure_cookies: config.secure_cookies,
             login_attempts_per_minute: config.login_attempts_per_minute,
+            transfer_memory_bytes: config.transfer_memory_mib.saturating_mul(1 << 20),
         },
     );
     // TCP_NODELAY: a response's last small write must not wait for an ACK.
-    // Lingering: a refused upload's answer reaches clients that send the
-    // whole body before reading (linger.rs).
+    // Idle timeout, and lingering so that a refused upload's answer reaches
+    // clients that send the whole body before reading (connection.rs).
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let listener = linger::Lingering::new(listener).tap_io(|tcp| {
+    let idle_timeout = std::time::Duration::from_secs(config.idle_timeout_secs.max(1));
+    let listener = connection::ClientListener::new(listener, idle_timeout).tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }

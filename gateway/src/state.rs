@@ -1,5 +1,5 @@
 //! Shared state of every handler: the controller client, the data node
-//! channel pool and the configuration.
+//! channel pool, the transfers' memory budget and the configuration.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tessera_proto::control_client::{ChannelPool, ControlClient};
 use tonic::transport::Channel;
 
 use crate::auth::LoginLimiter;
+use crate::ops::budget::TransferBudget;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,6 +23,8 @@ pub struct Settings {
     /// Mark the session cookie `Secure` (behind HTTPS).
     pub secure_cookies: bool,
     pub login_attempts_per_minute: u32,
+    /// Bytes of chunks all transfers together may hold (`ops/budget.rs`).
+    pub transfer_memory_bytes: u64,
 }
 
 impl Settings {
@@ -36,6 +39,7 @@ impl Settings {
             session_ttl: Duration::from_secs(3600),
             secure_cookies: false,
             login_attempts_per_minute: 10,
+            transfer_memory_bytes: 64 << 20,
         }
     }
 }
@@ -46,12 +50,14 @@ pub struct AppState {
     pub datanodes: DatanodePool,
     pub settings: Arc<Settings>,
     pub login_limiter: LoginLimiter,
+    pub transfer_budget: TransferBudget,
 }
 
 impl AppState {
     pub fn new(control: ControlClient, datanodes: DatanodePool, settings: Settings) -> Self {
         let login_limiter = LoginLimiter::new(settings.login_attempts_per_minute);
-        Self { control, datanodes, settings: Arc::new(settings), login_limiter }
+        let transfer_budget = TransferBudget::new(settings.transfer_memory_bytes);
+        Self { control, datanodes, settings: Arc::new(settings), login_limiter, transfer_budget }
     }
 }
 

@@ -468,3 +468,46 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     assert_eq!(status, 200);
     assert_eq!(sha256(&body), sha256(&keep));
 }
+
+/// The gateway's peak resident memory (VmHWM) in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("gateway status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kib / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transfers_share_a_bounded_memory_budget() {
+    // 32 MiB for every transfer together: a 4 MiB chunk on its way to three
+    // replicas costs 16 MiB of it, so two such chunks at a time in the whole
+    // gateway. Unbounded, twelve 16 MiB uploads at once held ~600 MiB.
+    const FILES: u64 = 12;
+    let cluster = Cluster::start(
+        "budget",
+        ClusterOptions { gateway_args: vec!["--transfer-memory-mib=32".into()], ..ClusterOptions::default() },
+    )
+    .await;
+    let pid = cluster.gateway.pid().expect("gateway pid");
+    let files: Vec<Vec<u8>> = (0..FILES).map(|i| random_bytes(16 * MIB, 700 + i)).collect();
+    let names: Vec<String> = (0..FILES).map(|i| format!("budget-{i}.bin")).collect();
+    let uploads = names.iter().zip(&files).map(|(name, data)| cluster.upload_raw(name, data.clone()));
+    let mut ids = Vec::new();
+    for (status, file) in futures::future::join_all(uploads).await {
+        assert_eq!(status, 201, "{file}");
+        ids.push(file_id(&file));
+    }
+    let after_uploads = peak_rss_mib(pid);
+    let downloads = ids.iter().map(|id| cluster.download(id));
+    for ((status, body), data) in futures::future::join_all(downloads).await.into_iter().zip(&files) {
+        assert_eq!(status, 200);
+        assert!(body == *data, "a download differs from its upload ({} bytes read)", body.len());
+    }
+    let after_downloads = peak_rss_mib(pid);
+    // The budget, plus the process itself and each connection's buffers.
+    assert!(after_uploads < 150, "gateway peak RSS {after_uploads} MiB after {FILES} concurrent uploads");
+    assert!(after_downloads < 150, "gateway peak RSS {after_downloads} MiB after {FILES} concurrent downloads");
+}

@@ -142,6 +142,11 @@ impl Process {
     }
 
     /// Started and not killed or stopped since (it may have exited on its own).
+    /// The running child's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_started(&self) -> bool {
         self.child.is_some()
     }

@@ -39,27 +39,35 @@ pub fn stream_range(
     let window = app.settings.download_window.max(1);
     let file = std::sync::Arc::new(file);
     futures::stream::iter(spans)
-        .map(move |(index, offset, len)| {
-            // Each fetch is a task of its own (started when the window has
-            // room, aborted if the response is dropped): as futures polled
-            // by the response's task, a chunk's gRPC decoding and CRC32C
-            // waited while that task wrote to the client, and one core sat
-            // idle meanwhile (docs/performance.md, item 62).
-            let fetch = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(fetch_span(
-                app.clone(),
-                file.clone(),
-                index,
-                offset,
-                len,
-            )));
+        // Memory for each chunk is reserved in file order, before its fetch
+        // starts: a chunk that has its share never waits for a later one's
+        // (ops/budget.rs).
+        .then(move |(index, offset, len)| {
+            let app = app.clone();
+            let file = file.clone();
             async move {
-                fetch
-                    .await
-                    .map_err(std::io::Error::other)?
-                    .map(|slices| futures::stream::iter(slices.into_iter().map(Ok)))
+                // The whole chunk is fetched, whatever part of it the range needs.
+                let chunk_len = file.chunk_size.min(file.size.saturating_sub(u64::from(index) * file.chunk_size));
+                let memory = app.transfer_budget.reserve(chunk_len).await.map_err(std::io::Error::other)?;
+                // Each fetch is a task of its own (started when the window
+                // has room, aborted if the response is dropped): as futures
+                // polled by the response's task, a chunk's gRPC decoding and
+                // CRC32C waited while that task wrote to the client, and one
+                // core sat idle meanwhile (docs/performance.md, item 62).
+                let fetch = tokio::spawn(fetch_span(app, file, index, offset, len));
+                Ok::<_, std::io::Error>((tokio_util::task::AbortOnDropHandle::new(fetch), memory))
             }
         })
-        .buffered(window)
+        .map_ok(|(fetch, memory)| async move {
+            let slices = fetch.await.map_err(std::io::Error::other)??;
+            // The reservation goes with the slices: given back once the
+            // last of them has been handed to the response.
+            Ok::<_, std::io::Error>(futures::stream::iter(slices.into_iter().map(move |slice| {
+                let _held = &memory;
+                Ok(slice)
+            })))
+        })
+        .try_buffered(window)
         .try_flatten()
 }
 

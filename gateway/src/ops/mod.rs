@@ -1,6 +1,8 @@
 //! What the HTTP handlers do, independent of HTTP extraction: streamed
-//! upload, ranged download, and the JSON shapes of files.
+//! upload, ranged download, the memory budget they share, and the JSON
+//! shapes of files.
 
+pub mod budget;
 pub mod download;
 pub mod json;
 pub mod range;

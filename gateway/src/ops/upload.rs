@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use crate::auth::{token_call_error, Credentials, CurrentUser};
 use crate::clients::datanode;
 use crate::error::ApiError;
+use crate::ops::budget::{upload_chunk_cost, Reservation};
 use crate::state::AppState;
 
 /// Placements asked for per plan call.
@@ -42,6 +43,13 @@ const REPORT_BATCH: usize = 16;
 /// for 64 KiB): handing them to the blocking pool cost two thread
 /// wake-ups each, more than the hashing.
 const HASH_INLINE_BYTES: usize = 64 * 1024;
+
+/// What a chunk on its way to its replicas holds: one of the upload's
+/// slots and its share of the gateway's memory budget.
+struct HeldForChunk {
+    _slot: OwnedSemaphorePermit,
+    _memory: Option<Reservation>,
+}
 
 /// Chunks stored but not yet reported to the controller.
 type PendingReports = Arc<std::sync::Mutex<Vec<pb::DurableChunk>>>;
@@ -121,7 +129,7 @@ pub async fn upload<S, E>(
 ) -> Result<pb::FileMetadata, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: Into<BodyError>,
 {
     tessera_proto::ids::validate_file_name(name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if size_hint.is_some_and(|size| size > app.settings.max_upload_bytes) {
@@ -188,10 +196,10 @@ async fn create_empty<S, E>(
 ) -> Result<pb::FileMetadata, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: Into<BodyError>,
 {
     while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| ApiError::BadRequest(format!("reading the upload body failed: {e}")))?;
+        let piece = piece.map_err(body_read_failed)?;
         if !piece.is_empty() {
             return Err(ApiError::BadRequest("the body is longer than its Content-Length".into()));
         }
@@ -239,6 +247,25 @@ fn chunk_buffer(chunk_size: usize, size_hint: u64, start: u64) -> BytesMut {
     BytesMut::with_capacity(left.clamp(1, chunk_size as u64) as usize)
 }
 
+/// Why an upload body could not be read.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body that stopped arriving for the idle timeout (`connection.rs`) is
+/// 408; any other failure to read it is the request's fault (400).
+fn body_read_failed(error: impl Into<BodyError>) -> ApiError {
+    let error: BodyError = error.into();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return ApiError::RequestTimeout(format!("the upload body stopped arriving: {io}"));
+            }
+        }
+        cause = e.source();
+    }
+    ApiError::BadRequest(format!("reading the upload body failed: {error}"))
+}
+
 fn too_large(limit: u64) -> ApiError {
     ApiError::TooLarge(format!("the upload exceeds the limit of {limit} bytes"))
 }
@@ -247,7 +274,7 @@ impl Upload {
     async fn run<S, E>(&mut self, chunk_size: usize, body: S) -> Result<pb::FileMetadata, ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<BodyError>,
     {
         let mut tasks: JoinSet<Result<(), ApiError>> = JoinSet::new();
         let result = self.stream_chunks(chunk_size, body, &mut tasks).await;
@@ -272,15 +299,18 @@ impl Upload {
     ) -> Result<pb::FileMetadata, ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<BodyError>,
     {
         let in_flight = Arc::new(Semaphore::new(self.app.settings.chunks_in_flight.max(1)));
         let mut hasher = FileHasher::new();
         let mut buffer = chunk_buffer(chunk_size, self.size_hint, 0);
+        // The memory of the chunk being filled and its replicas' copies,
+        // reserved from the gateway's budget before its first byte is read.
+        let mut reserved: Option<Reservation> = None;
         let mut index = 0u32;
         let mut total = 0u64;
         while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|e| ApiError::BadRequest(format!("reading the upload body failed: {e}")))?;
+            let piece = piece.map_err(body_read_failed)?;
             total += piece.len() as u64;
             if total > self.app.settings.max_upload_bytes {
                 return Err(too_large(self.app.settings.max_upload_bytes));
@@ -294,13 +324,17 @@ impl Upload {
             }
             let mut piece = &piece[..];
             while !piece.is_empty() {
+                if reserved.is_none() {
+                    let cost = upload_chunk_cost(buffer.capacity() as u64, self.replication);
+                    reserved = Some(self.app.transfer_budget.reserve(cost).await?);
+                }
                 let take = (chunk_size - buffer.len()).min(piece.len());
                 buffer.extend_from_slice(&piece[..take]);
                 piece = &piece[take..];
                 if buffer.len() == chunk_size {
                     let next = chunk_buffer(chunk_size, self.size_hint, u64::from(index + 1) * chunk_size as u64);
                     let chunk = std::mem::replace(&mut buffer, next).freeze();
-                    hasher = self.dispatch(tasks, &in_flight, hasher, index, chunk).await?;
+                    hasher = self.dispatch(tasks, &in_flight, hasher, index, chunk, reserved.take()).await?;
                     index += 1;
                 }
             }
@@ -310,7 +344,7 @@ impl Upload {
             }
         }
         if !buffer.is_empty() {
-            hasher = self.dispatch(tasks, &in_flight, hasher, index, buffer.freeze()).await?;
+            hasher = self.dispatch(tasks, &in_flight, hasher, index, buffer.freeze(), reserved.take()).await?;
             index += 1;
         }
         while let Some(done) = tasks.join_next().await {
@@ -343,7 +377,8 @@ impl Upload {
 
     /// Hashes a chunk (off the reactor unless it is small), then hands it
     /// to a task that stores it; waits first for a free slot (back
-    /// pressure on the body).
+    /// pressure on the body). The chunk's slot and reserved memory are
+    /// held until it is stored.
     async fn dispatch(
         &mut self,
         tasks: &mut JoinSet<Result<(), ApiError>>,
@@ -351,9 +386,11 @@ impl Upload {
         hasher: FileHasher,
         index: u32,
         chunk: Bytes,
+        memory: Option<Reservation>,
     ) -> Result<FileHasher, ApiError> {
-        let permit =
+        let slot =
             in_flight.clone().acquire_owned().await.map_err(|_| ApiError::Internal("semaphore closed".into()))?;
+        let held = HeldForChunk { _slot: slot, _memory: memory };
         let hash = |mut hasher: FileHasher, bytes: &[u8]| {
             hasher.update(bytes);
             (hasher, crc32c(bytes))
@@ -377,7 +414,7 @@ impl Upload {
         let app = self.app.clone();
         let file_id = self.file_id.clone();
         let replication = self.replication;
-        tasks.spawn(store_chunk(app, file_id, index, chunk, crc, targets, replication, report_to, permit));
+        tasks.spawn(store_chunk(app, file_id, index, chunk, crc, targets, replication, report_to, held));
         let full_batch = self.reporting.take_reports(REPORT_BATCH);
         if !full_batch.is_empty() {
             let app = self.app.clone();
@@ -463,7 +500,7 @@ async fn store_chunk(
     targets: Vec<pb::NodeAddr>,
     replication: usize,
     report_to: Reporting,
-    _permit: OwnedSemaphorePermit,
+    _held: HeldForChunk,
 ) -> Result<(), ApiError> {
     let mut stored: Vec<String> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
@@ -536,7 +573,21 @@ async fn store_chunk(
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_buffer;
+    use super::{body_read_failed, chunk_buffer};
+    use crate::error::ApiError;
+
+    #[test]
+    fn a_stalled_body_is_a_timeout_and_other_read_failures_are_bad_requests() {
+        // As hyper and axum report it: an error whose source is the I/O error.
+        #[derive(Debug, thiserror::Error)]
+        #[error("error reading a body from connection")]
+        struct Wrapped(#[source] std::io::Error);
+        let stalled = Wrapped(std::io::Error::new(std::io::ErrorKind::TimedOut, "nothing for 60s"));
+        assert!(matches!(body_read_failed(stalled), ApiError::RequestTimeout(m) if m.contains("nothing for 60s")));
+        let reset = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(body_read_failed(reset), ApiError::BadRequest(_)));
+        assert!(matches!(body_read_failed("malformed multipart body".to_string()), ApiError::BadRequest(_)));
+    }
 
     #[test]
     fn chunk_buffers_fit_what_is_left_of_a_known_body() {

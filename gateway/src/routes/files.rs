@@ -57,6 +57,7 @@ fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Re
     responses(
         (status = 201, body = Created, description = "the file (raw body) or the files (multipart)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 408, body = ErrorBody, description = "the body stopped arriving for the gateway's idle timeout"),
         (status = 413, body = ErrorBody, description = "over the size limit or the user's quota"),
         (status = 503, body = ErrorBody, description = "too few healthy data nodes or no controller leader")))]
 pub async fn create(

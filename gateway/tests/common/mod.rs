@@ -30,6 +30,7 @@ pub struct ClusterOptions {
     /// Extra flags for every controller / data node.
     pub controller_args: Vec<String>,
     pub datanode_args: Vec<String>,
+    pub gateway_args: Vec<String>,
     /// Mutual TLS between the services (the default); off: `--insecure`.
     pub tls: bool,
 }
@@ -48,6 +49,7 @@ impl Default for ClusterOptions {
             datanode_capacity: 64 << 30,
             controller_args: Vec::new(),
             datanode_args: Vec::new(),
+            gateway_args: Vec::new(),
             tls: true,
         }
     }
@@ -207,6 +209,7 @@ impl Cluster {
             ]
             .into_iter()
             .chain(tls_args(&opts))
+            .chain(opts.gateway_args.iter().cloned())
             .collect(),
             dir.join("logs").join("gateway.log"),
         );
