@@ -139,6 +139,20 @@ impl ClientConnection {
     fn progressed(&mut self) {
         self.last_progress = Instant::now();
     }
+
+    /// A write that waits on the client counts toward the idle timeout;
+    /// one that moved bytes is progress.
+    fn after_write(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Pending => self.wait_or_time_out(cx),
+            Poll::Ready(result) => {
+                if result.as_ref().is_ok_and(|n| *n > 0) {
+                    self.progressed();
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
 }
 
 impl AsyncRead for ClientConnection {
@@ -161,18 +175,11 @@ impl AsyncRead for ClientConnection {
 
 impl AsyncWrite for ClientConnection {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.socket() {
-            Ok(tcp) => match tcp.poll_write(cx, buf) {
-                Poll::Pending => self.wait_or_time_out(cx),
-                Poll::Ready(result) => {
-                    if result.as_ref().is_ok_and(|n| *n > 0) {
-                        self.progressed();
-                    }
-                    Poll::Ready(result)
-                }
-            },
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        let polled = match self.socket() {
+            Ok(tcp) => tcp.poll_write(cx, buf),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        self.after_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -180,18 +187,11 @@ impl AsyncWrite for ClientConnection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.socket() {
-            Ok(tcp) => match tcp.poll_write_vectored(cx, bufs) {
-                Poll::Pending => self.wait_or_time_out(cx),
-                Poll::Ready(result) => {
-                    if result.as_ref().is_ok_and(|n| *n > 0) {
-                        self.progressed();
-                    }
-                    Poll::Ready(result)
-                }
-            },
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        let polled = match self.socket() {
+            Ok(tcp) => tcp.poll_write_vectored(cx, bufs),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        self.after_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

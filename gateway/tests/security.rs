@@ -205,17 +205,8 @@ async fn accounts_tokens_ownership_and_quotas() {
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("quota")), "{body}");
     // A client that sends the whole body before it reads (Python's
     // `requests`, many libraries) gets the same answers, not a reset.
-    let login: Value = anonymous
-        .post(cluster.url("/api/auth/login"))
-        .json(&json!({ "username": "carol", "password": "carol-password" }))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login body");
-    let carol_token = login["token"].as_str().expect("token");
-    for (token, expected) in [(Some(carol_token), "413"), (None, "401")] {
+    let carol_token = cluster.login_token("carol").await;
+    for (token, expected) in [(Some(carol_token.as_str()), "413"), (None, "401")] {
         let answer = post_whole_body_then_read(&cluster, "/api/files?name=huge.bin", token, 48 * MIB)
             .await
             .unwrap_or_else(|e| panic!("the client lost the {expected} answer: {e}"));

@@ -258,6 +258,12 @@ impl Cluster {
             .await
             .expect("create user");
         assert_eq!(response.status(), 201, "create user {username}: {:?}", response.text().await);
+        bearer_client(&self.login_token(username).await)
+    }
+
+    /// A fresh session token of a user made by [`Cluster::user_client`].
+    pub async fn login_token(&self, username: &str) -> String {
+        let password = format!("{username}-password");
         let login: serde_json::Value = reqwest::Client::new()
             .post(self.url("/api/auth/login"))
             .json(&serde_json::json!({ "username": username, "password": password }))
@@ -267,8 +273,7 @@ impl Cluster {
             .json()
             .await
             .expect("login body");
-        let token = login["token"].as_str().expect("session token").to_string();
-        bearer_client(&token)
+        login["token"].as_str().expect("session token").to_string()
     }
 
     /// The id (1-based) of the controller the summary names as leader.
