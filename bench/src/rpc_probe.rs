@@ -76,7 +76,7 @@ pub async fn run(args: RpcArgs) -> anyhow::Result<String> {
     let download = per_call(calls, concurrency, move || {
         let mut c = StorageServiceClient::new(channel.clone());
         async move {
-            let request = pb::DownloadChunkRequest { file_id: String::new(), index: 0, read_once: false };
+            let request = pb::DownloadChunkRequest { file_id: String::new(), index: 0, read_once: false, size: 0 };
             let mut stream = c.download_chunk(request).await?.into_inner();
             while stream.message().await?.is_some() {}
             Ok(())

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
+use crate::budget::{read_within, ByteBudget};
 use crate::chunk_store::{layout, ChunkBuffer, ChunkStore};
 
 /// Durable writes of one batch running at once on the target.
@@ -56,34 +57,41 @@ pub fn batch_bytes(chunks: &[pb::ChunkHeader]) -> Result<u64, Status> {
 /// overlap, and at most two chunks are in memory.
 pub fn download_stream(
     store: ChunkStore,
+    reads: ByteBudget,
     chunks: Vec<pb::DownloadChunkRequest>,
 ) -> impl Stream<Item = Result<pb::DownloadChunkResponse, Status>> + Send + 'static {
     futures::stream::iter(chunks)
         .map(move |chunk| {
             let store = store.clone();
+            let reads = reads.clone();
             async move {
                 let read = match layout::file_id(&chunk.file_id) {
-                    Ok(id) if chunk.read_once => store.read_once(id, chunk.index).await,
-                    Ok(id) => store.read(id, chunk.index).await,
-                    Err(e) => Err(e),
+                    Ok(id) => read_within(&store, &reads, id, &chunk).await,
+                    Err(e) => Err(e.into()),
                 };
                 match read {
-                    Ok((data, crc)) => chunk_messages(chunk.file_id, chunk.index, data, crc),
-                    Err(e) => {
-                        let status = Status::from(e);
+                    Ok((data, crc, held)) => (chunk_messages(chunk.file_id, chunk.index, data, crc), Some(held)),
+                    Err(status) => {
                         let failure = pb::ChunkFailure {
                             file_id: chunk.file_id,
                             index: chunk.index,
                             code: status.code() as i32,
                             message: status.message().to_string(),
                         };
-                        vec![pb::DownloadChunkResponse { kind: Some(Kind::Failure(failure)) }]
+                        (vec![pb::DownloadChunkResponse { kind: Some(Kind::Failure(failure)) }], None)
                     }
                 }
             }
         })
         .buffered(2)
-        .flat_map(|messages| futures::stream::iter(messages.into_iter().map(Ok)))
+        // A chunk's room in the read budget is given back once its last
+        // message has been taken.
+        .flat_map(|(messages, held)| {
+            futures::stream::iter(messages.into_iter().map(move |m| {
+                let _held = &held;
+                Ok(m)
+            }))
+        })
 }
 
 /// A chunk of the batch being received.
@@ -144,6 +152,7 @@ pub async fn replicate(
                 file_id: wanted[at].file_id.clone(),
                 index: wanted[at].index,
                 read_once: true,
+                size: wanted[at].size,
             })
             .collect(),
     };
@@ -285,7 +294,7 @@ mod tests {
     async fn serve(store: ChunkStore) -> StorageServiceClient<tonic::transport::Channel> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let api = StorageApi::new("src".into(), store, 1 << 30, Arc::new(AtomicBool::new(false)), 64);
+        let api = StorageApi::new("src".into(), store, 1 << 30, Arc::new(AtomicBool::new(false)), 64, 64);
         tokio::spawn(
             tessera_proto::net::grpc_server()
                 .add_service(StorageServiceServer::new(api))

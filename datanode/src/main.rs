@@ -6,6 +6,7 @@
 //! fsynced, so nothing needs flushing.
 
 mod batch;
+mod budget;
 mod chunk_store;
 mod error;
 mod heartbeat;
@@ -72,6 +73,10 @@ struct Config {
     /// chunk size: 64 chunks of 4 MiB, or 4 of 64 MiB.
     #[arg(long, env = "TESSERA_WRITE_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     write_buffer_mib: u32,
+    /// MiB of outgoing chunks (downloads, and this node's chunks copied to
+    /// others) held in memory at once; further reads wait.
+    #[arg(long, env = "TESSERA_READ_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    read_buffer_mib: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,6 +134,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         capacity_bytes,
         failed.clone(),
         config.write_buffer_mib,
+        config.read_buffer_mib,
     );
     let mut server = tessera_proto::net::grpc_server();
     if let Some(tls) = &tls {

@@ -10,12 +10,13 @@ use tessera_proto::limits::{MAX_CHUNK_SIZE, MAX_GRPC_MESSAGE_BYTES};
 use tessera_proto::pb;
 use tessera_proto::pb::storage_service_client::StorageServiceClient;
 use tessera_proto::pb::storage_service_server::StorageService;
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::batch;
+use crate::budget::{self, ByteBudget};
 use crate::chunk_store::{layout, ChunkBuffer, ChunkStore};
 use crate::error::StoreError;
 
@@ -24,11 +25,10 @@ pub struct StorageApi {
     store: ChunkStore,
     capacity_bytes: u64,
     failed: Arc<AtomicBool>,
-    /// KiB of incoming chunks buffered at once (one permit per KiB):
-    /// bounds memory whatever the chunk size, while many small writes (or
-    /// replica copies) proceed together.
-    writes: Arc<Semaphore>,
-    write_budget_kib: u32,
+    /// Incoming chunks held at once (uploads, replica copies).
+    writes: ByteBudget,
+    /// Outgoing chunks held at once (downloads, sources of copies).
+    reads: ByteBudget,
     /// Channels to other data nodes (replica copies), one per address.
     peers: ChannelPool,
 }
@@ -40,24 +40,22 @@ impl StorageApi {
         capacity_bytes: u64,
         failed: Arc<AtomicBool>,
         write_buffer_mib: u32,
+        read_buffer_mib: u32,
     ) -> Self {
-        let write_budget_kib = write_buffer_mib.max(1).saturating_mul(1024);
         Self {
             node_id,
             store,
             capacity_bytes,
             failed,
-            writes: Arc::new(Semaphore::new(write_budget_kib as usize)),
-            write_budget_kib,
+            writes: ByteBudget::from_mib(write_buffer_mib),
+            reads: ByteBudget::from_mib(read_buffer_mib),
             peers: ChannelPool::new(Duration::from_secs(60)),
         }
     }
 
-    /// Room in the write budget for a chunk of `size` bytes (a chunk larger
-    /// than the whole budget waits for all of it).
-    async fn buffer_room(&self, size: u64) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
-        let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.write_budget_kib);
-        self.writes.acquire_many(kib).await.map_err(|_| Status::unavailable("shutting down"))
+    /// Room in the write budget for a chunk of `size` bytes.
+    async fn buffer_room(&self, size: u64) -> Result<OwnedSemaphorePermit, Status> {
+        self.writes.reserve(size).await
     }
 
     fn check_serving(&self) -> Result<(), Status> {
@@ -170,16 +168,16 @@ impl StorageService for StorageApi {
         self.check_serving()?;
         let req = request.into_inner();
         let id = file_id(&req.file_id)?;
-        // Verified in full before the first byte goes out.
-        let (data, crc) = if req.read_once {
-            self.store.read_once(id, req.index).await?
-        } else {
-            self.store.read(id, req.index).await?
-        };
+        let (data, crc, held) = budget::read_within(&self.store, &self.reads, id, &req).await?;
         // The chunk is in memory already: its pieces are slices of it, sent
-        // as the transport takes them (no task or channel per download).
+        // as the transport takes them (no task or channel per download). Its
+        // room in the read budget goes with them, back when the last is sent
+        // or the call is dropped.
         let messages = batch::chunk_messages(req.file_id, req.index, data, crc);
-        Ok(Response::new(Box::pin(tokio_stream::iter(messages.into_iter().map(Ok)))))
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages.into_iter().map(move |m| {
+            let _held = &held;
+            Ok(m)
+        })))))
     }
 
     type DownloadChunksStream = DownloadStream;
@@ -191,7 +189,7 @@ impl StorageService for StorageApi {
         self.check_serving()?;
         let chunks = request.into_inner().chunks;
         batch::check_batch_len(chunks.len())?;
-        Ok(Response::new(Box::pin(batch::download_stream(self.store.clone(), chunks))))
+        Ok(Response::new(Box::pin(batch::download_stream(self.store.clone(), self.reads.clone(), chunks))))
     }
 
     async fn delete_chunk(
@@ -234,6 +232,7 @@ impl StorageService for StorageApi {
                 file_id: req.file_id.clone(),
                 index: req.index,
                 read_once: true,
+                size: req.size,
             })
             .await
             .map_err(|s| Status::unavailable(format!("source {}: {}", req.source_addr, s.message())))?
@@ -284,22 +283,60 @@ mod tests {
     async fn the_write_budget_counts_bytes_not_chunks() {
         let dir = std::env::temp_dir().join(format!("tessera-write-budget-{}", std::process::id()));
         let store = ChunkStore::open(&dir, "dn").await.expect("open store");
-        let api = StorageApi::new("dn".into(), store, 1 << 30, Arc::new(AtomicBool::new(false)), 1);
+        let api = StorageApi::new("dn".into(), store, 1 << 30, Arc::new(AtomicBool::new(false)), 1, 1);
         // A 1 MiB budget holds sixteen 64 KiB chunks at once, and no more.
         let mut held = Vec::new();
         for _ in 0..16 {
             held.push(api.buffer_room(64 * 1024).await.expect("room"));
         }
-        assert_eq!(api.writes.available_permits(), 0);
+        assert_eq!(api.writes.available_kib(), 0);
         drop(held);
-        assert_eq!(api.writes.available_permits(), 1024);
+        assert_eq!(api.writes.available_kib(), 1024);
         // A chunk larger than the whole budget waits for all of it, not forever.
         let big = api.buffer_room(64 << 20).await.expect("room for a large chunk");
-        assert_eq!(api.writes.available_permits(), 0);
+        assert_eq!(api.writes.available_kib(), 0);
         drop(big);
         // Even an empty chunk takes a permit: the count of writes stays bounded.
         let _empty = api.buffer_room(0).await.expect("room");
-        assert_eq!(api.writes.available_permits(), 1023);
+        assert_eq!(api.writes.available_kib(), 1023);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_download_holds_its_room_in_the_read_budget_until_it_is_sent() {
+        let dir = std::env::temp_dir().join(format!("tessera-read-budget-{}-{}", std::process::id(), Uuid::now_v7()));
+        let store = ChunkStore::open(&dir, "dn").await.expect("open store");
+        let id = Uuid::now_v7();
+        let data = vec![7u8; 768 * 1024];
+        let crc = tessera_proto::checksum::crc32c(&data);
+        store.write(id, 0, ChunkBuffer::from(&data[..]), data.len() as u64, crc).await.expect("write");
+        // A 1 MiB read budget: one 768 KiB chunk at a time.
+        let api = StorageApi::new("dn".into(), store, 1 << 30, Arc::new(AtomicBool::new(false)), 1, 1);
+        let ask = |size: u64| {
+            Request::new(pb::DownloadChunkRequest { file_id: id.to_string(), index: 0, read_once: false, size })
+        };
+        let first = api.download_chunk(ask(data.len() as u64)).await.expect("first download").into_inner();
+        assert_eq!(api.reads.available_kib(), 256);
+        let second = api.download_chunk(ask(data.len() as u64));
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut second).await.is_err(),
+            "a second chunk waits while the first one's bytes are unsent"
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the room comes back when the first download is dropped")
+            .expect("second download")
+            .into_inner();
+        let received: Vec<_> = second.collect().await;
+        assert!(received.len() >= 2 && received.iter().all(Result::is_ok), "header and data: {}", received.len());
+        assert_eq!(api.reads.available_kib(), 1024, "given back once the last message is taken");
+        // Size unknown (0): taken after the read, by what was read.
+        let unknown = api.download_chunk(ask(0)).await.expect("download").into_inner();
+        assert_eq!(api.reads.available_kib(), 256);
+        drop(unknown);
+        assert_eq!(api.reads.available_kib(), 1024);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

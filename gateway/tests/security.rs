@@ -417,8 +417,9 @@ async fn grpc_needs_a_certificate_from_the_cluster_ca_and_hostile_ids_are_refuse
         ];
         let upload = storage.upload_chunk(futures::stream::iter(messages)).await;
         assert_eq!(upload.expect_err("a hostile chunk id was stored").code(), tonic::Code::InvalidArgument, "{id:?}");
-        let download =
-            storage.download_chunk(pb::DownloadChunkRequest { file_id: id.into(), index: 0, read_once: false }).await;
+        let download = storage
+            .download_chunk(pb::DownloadChunkRequest { file_id: id.into(), index: 0, read_once: false, size: 0 })
+            .await;
         assert_eq!(download.err().map(|s| s.code()), Some(tonic::Code::InvalidArgument), "{id:?}");
         let delete = storage.delete_chunk(pb::DeleteChunkRequest { file_id: id.into(), index: 0 }).await;
         assert_eq!(delete.expect_err("a hostile delete").code(), tonic::Code::InvalidArgument, "{id:?}");

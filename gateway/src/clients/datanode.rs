@@ -54,7 +54,12 @@ pub async fn download_chunk(
     max_size: u64,
 ) -> Result<ReceivedChunk, Status> {
     let mut stream = client(pool, addr)
-        .download_chunk(pb::DownloadChunkRequest { file_id: file_id.to_string(), index, read_once: false })
+        .download_chunk(pb::DownloadChunkRequest {
+            file_id: file_id.to_string(),
+            index,
+            read_once: false,
+            size: max_size,
+        })
         .await?
         .into_inner();
     let header = match stream.next().await {
