@@ -52,7 +52,7 @@ struct Config {
     /// may hold; transfers beyond it wait (back pressure). One upload at full
     /// speed holds up to (chunks in flight + 1) x chunk size x (1 + replicas):
     /// 112 MiB with the defaults; a download, download window x chunk size.
-    #[arg(long, env = "TESSERA_TRANSFER_MEMORY_MIB", default_value_t = 256)]
+    #[arg(long, env = "TESSERA_TRANSFER_MEMORY_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     transfer_memory_mib: u64,
     /// Largest accepted upload in bytes.
     #[arg(long, env = "TESSERA_MAX_UPLOAD_BYTES", default_value_t = 1 << 40)]
@@ -60,7 +60,7 @@ struct Config {
     /// Seconds a client connection may wait with nothing sent or read
     /// (half a request, a stalled upload body, a download nobody reads)
     /// before it is closed.
-    #[arg(long, env = "TESSERA_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout_secs: u64,
     /// Shell command `POST /admin/nodes` runs to start a data node; it
     /// prints the new node's id. Unset: the endpoint explains how.
@@ -126,7 +126,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // clients that send the whole body before reading (connection.rs).
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let idle_timeout = std::time::Duration::from_secs(config.idle_timeout_secs.max(1));
+    let idle_timeout = std::time::Duration::from_secs(config.idle_timeout_secs);
     let listener = connection::ClientListener::new(listener, idle_timeout).tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
