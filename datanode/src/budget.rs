@@ -6,43 +6,33 @@
 //! callers there are: many small chunks proceed together, a few large ones
 //! wait their turn.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
+use tessera_proto::budget;
 use tessera_proto::pb;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 use uuid::Uuid;
 
 use crate::chunk_store::ChunkStore;
 
-/// One permit per KiB.
-const UNIT: u64 = 1024;
-
+/// A budget counted in KiB.
 #[derive(Clone, Debug)]
-pub struct ByteBudget {
-    permits: Arc<Semaphore>,
-    total_units: u32,
-}
+pub struct ByteBudget(budget::ByteBudget);
 
 impl ByteBudget {
     pub fn from_mib(mib: u32) -> Self {
-        let total_units = mib.max(1).saturating_mul(1024);
-        ByteBudget { permits: Arc::new(Semaphore::new(total_units as usize)), total_units }
+        ByteBudget(budget::ByteBudget::new(u64::from(mib.max(1)) << 20, 1024))
     }
 
-    /// Waits for room for `bytes` and takes it until the permit is
-    /// dropped. A chunk larger than the whole budget waits for all of it
-    /// (not forever); even an empty one takes a unit, so the number of
-    /// chunks held stays bounded too.
+    /// Waits for room for `bytes` and takes it until the permit is dropped
+    /// (see [`budget::ByteBudget::reserve`]).
     pub async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, Status> {
-        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).clamp(1, self.total_units);
-        self.permits.clone().acquire_many_owned(units).await.map_err(|_| Status::unavailable("shutting down"))
+        self.0.reserve(bytes).await.map_err(|_| Status::unavailable("shutting down"))
     }
 
     #[cfg(test)]
     pub fn available_kib(&self) -> usize {
-        self.permits.available_permits()
+        (self.0.available_bytes() / 1024) as usize
     }
 }
 

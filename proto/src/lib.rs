@@ -3,6 +3,7 @@
 //! ([`limits`]), mutual TLS ([`tls`]), accepted sockets ([`net`]) and the
 //! leader-following controller client ([`control_client`]).
 
+pub mod budget;
 pub mod checksum;
 pub mod config;
 pub mod control_client;

@@ -21,62 +21,38 @@
 //! download reserves its chunks in file order), so what is held is always
 //! released, and the semaphore serves waiters in order.
 
-use std::sync::Arc;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tessera_proto::budget::ByteBudget;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::ApiError;
 
-/// Bytes per semaphore permit: fine enough for a small file's chunk.
+/// Bytes per permit: fine enough for a small file's chunk.
 const UNIT: u64 = 64 * 1024;
 
 /// The shared budget; clones share it.
 #[derive(Clone, Debug)]
-pub struct TransferBudget {
-    permits: Arc<Semaphore>,
-    total_units: u32,
-}
+pub struct TransferBudget(ByteBudget);
 
 /// Memory reserved for one chunk, given back when dropped.
-#[derive(Debug)]
-pub struct Reservation {
-    _permit: OwnedSemaphorePermit,
-}
+pub type Reservation = OwnedSemaphorePermit;
 
 impl TransferBudget {
     /// A budget of `bytes` (at least one unit).
     pub fn new(bytes: u64) -> Self {
-        let total_units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).clamp(1, max_units());
-        TransferBudget { permits: Arc::new(Semaphore::new(total_units as usize)), total_units }
+        TransferBudget(ByteBudget::new(bytes, UNIT))
     }
 
-    /// Waits until `bytes` of the budget are free and reserves them. A
-    /// request larger than the whole budget reserves the whole budget, so
-    /// it runs alone rather than never.
+    /// Waits until `bytes` of the budget are free and reserves them (see
+    /// [`ByteBudget::reserve`]).
     pub async fn reserve(&self, bytes: u64) -> Result<Reservation, ApiError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_many_owned(self.units(bytes))
-            .await
-            .map_err(|_| ApiError::Internal("the transfer budget is closed".into()))?;
-        Ok(Reservation { _permit: permit })
+        self.0.reserve(bytes).await.map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     /// Bytes of the budget not reserved right now.
     #[cfg(test)]
     pub fn available_bytes(&self) -> u64 {
-        self.permits.available_permits() as u64 * UNIT
+        self.0.available_bytes()
     }
-
-    fn units(&self, bytes: u64) -> u32 {
-        u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).clamp(1, self.total_units)
-    }
-}
-
-/// tokio's semaphore holds at most `Semaphore::MAX_PERMITS`.
-fn max_units() -> u32 {
-    u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX)
 }
 
 /// The budget an upload chunk of `len` bytes stored on `replicas` nodes costs.
@@ -91,14 +67,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn costs_round_up_to_units_and_never_exceed_the_budget() {
-        let budget = TransferBudget::new(1 << 20);
-        assert_eq!(budget.units(1), 1);
-        assert_eq!(budget.units(UNIT), 1);
-        assert_eq!(budget.units(UNIT + 1), 2);
-        assert_eq!(budget.units(0), 1);
-        assert_eq!(budget.units(64 << 20), 16, "clamped to the whole budget");
-        assert_eq!(TransferBudget::new(0).total_units, 1);
+    fn an_upload_chunk_costs_itself_and_one_copy_per_replica() {
         assert_eq!(upload_chunk_cost(4 << 20, 3), 16 << 20);
     }
 
