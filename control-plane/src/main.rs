@@ -40,7 +40,11 @@ use crate::raft::network::NetworkFactory;
 use crate::raft::service::RaftRpc;
 use crate::raft::state_machine::StateMachineStore;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    tessera_proto::shutdown::exit_status(start())
+}
+
+fn start() -> anyhow::Result<()> {
     // Before the runtime starts any thread: it may set environment variables.
     tessera_proto::config::load_config_file()?;
     let config = Config::parse();

@@ -79,7 +79,11 @@ struct Config {
     read_buffer_mib: u32,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    tessera_proto::shutdown::exit_status(start())
+}
+
+fn start() -> anyhow::Result<()> {
     tessera_proto::config::load_config_file()?;
     let config = Config::parse();
     tessera_proto::ids::validate_node_id(&config.node_id)?;

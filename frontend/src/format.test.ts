@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { expiresIn, fileIcon, humanBytes, relativeTime, sortFiles, speed } from './format';
+import { expiresIn, fileIcon, humanBytes, plural, relativeTime, sortFiles, speed } from './format';
 
 describe('format', () => {
   it('human sizes', () => {
@@ -7,6 +7,11 @@ describe('format', () => {
     expect(humanBytes(1536)).toBe('1.50 KiB');
     expect(humanBytes(50 * 1024 * 1024)).toBe('50.0 MiB');
     expect(humanBytes(-1)).toBe('—');
+  });
+  it('plurals', () => {
+    expect(plural(1, 'file')).toBe('1 file');
+    expect(plural(0, 'file')).toBe('0 files');
+    expect(plural(2, 'file')).toBe('2 files');
   });
   it('relative times', () => {
     const now = Date.parse('2026-01-01T00:10:00Z');

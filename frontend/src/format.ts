@@ -15,6 +15,11 @@ export function humanBytes(bytes: number): string {
   return `${value.toFixed(digits)} ${UNITS[unit]}`;
 }
 
+/** 1 → "1 file", 2 → "2 files" (a plural with a plain "s"). */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 /** "3 s ago", "5 min ago", "2 h ago", "4 d ago" relative to `now`. */
 export function relativeTime(iso: string | null, now: number = Date.now()): string {
   if (!iso) return 'never';

@@ -77,7 +77,11 @@ struct Config {
     login_attempts_per_minute: u32,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    tessera_proto::shutdown::exit_status(start())
+}
+
+fn start() -> anyhow::Result<()> {
     tessera_proto::config::load_config_file()?;
     let config = Config::parse();
     few_allocator_arenas();

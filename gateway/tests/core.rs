@@ -511,3 +511,32 @@ async fn concurrent_transfers_share_a_bounded_memory_budget() {
     assert!(after_uploads < 150, "gateway peak RSS {after_uploads} MiB after {FILES} concurrent uploads");
     assert!(after_downloads < 150, "gateway peak RSS {after_downloads} MiB after {FILES} concurrent downloads");
 }
+
+/// A service that cannot start says why in one line and exits with status
+/// 1, even with `RUST_BACKTRACE` set (as some shells and CI runners do):
+/// no backtrace, no `Debug` dump, no cause printed twice.
+#[test]
+fn a_service_that_cannot_start_says_why_in_one_line() {
+    let missing = std::env::temp_dir().join(format!("tessera-no-such-config-{}", std::process::id()));
+    for binary in ["tessera-controller", "tessera-datanode", "tessera-gateway"] {
+        let out = std::process::Command::new(bin_dir().join(binary))
+            .env("RUST_BACKTRACE", "1")
+            .env("TESSERA_CONFIG", &missing)
+            .output()
+            .unwrap_or_else(|e| panic!("running {binary}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
+        let expected =
+            format!("error: cannot read config file {}: No such file or directory (os error 2)\n", missing.display());
+        assert_eq!(stderr, expected, "{binary}");
+    }
+    let out = std::process::Command::new(bin_dir().join("tessera-admin"))
+        .env("RUST_BACKTRACE", "1")
+        .args(["certs", "--out", "/proc/tessera-cannot-write-here"])
+        .output()
+        .expect("running tessera-admin");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: writing /proc/tessera-cannot-write-here: "), "{stderr}");
+}

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    // `error`, not `source`: the message already carries it, and a chain
+    // printed with its causes (`{:#}`) would repeat it.
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}:{line}: expected KEY=value, got {text:?}")]
     Syntax { path: PathBuf, line: usize, text: String },
 }
@@ -60,7 +62,7 @@ pub fn load_config_file() -> Result<(), ConfigFileError> {
     let Some(path) = config_path_from_args(&args) else {
         return Ok(());
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigFileError::Read { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|error| ConfigFileError::Read { path: path.clone(), error })?;
     for (key, value) in parse_config_file(&path, &text)? {
         if std::env::var_os(&key).is_none() {
             // Single-threaded at this point (see above), so set_var is sound.

@@ -1,5 +1,5 @@
-//! Process start and stop shared by the three binaries: log setup and the
-//! shutdown signal.
+//! Process start and stop shared by the binaries: log setup, the shutdown
+//! signal and how `main` reports an error.
 
 /// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`), in
 /// colour only on a terminal: the local cluster, the bench and the chaos
@@ -30,4 +30,19 @@ pub async fn wait_for_signal() {
         }
     }
     tracing::info!("shutting down");
+}
+
+/// What `main` returns: on an error, one line on stderr with its causes
+/// (`error: reading config: no such file`) and exit status 1. Returning
+/// the `anyhow::Error` from `main` would print its `Debug` form instead,
+/// which adds a whole backtrace whenever `RUST_BACKTRACE` is set in the
+/// environment, burying the one line that says what to fix.
+pub fn exit_status<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -30,10 +30,12 @@ pub const ROLES: [&str; 4] = ["controller", "datanode", "gateway", "admin"];
 pub enum TlsError {
     #[error("no TLS material: pass --tls-dir <dir> (made by `tessera-admin certs`) or --insecure for plaintext gRPC")]
     NotConfigured,
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    // `error`, not `source`: the message already carries it (see
+    // `config::ConfigFileError`).
+    #[error("reading {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("writing {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("{0} already holds a cluster CA; refusing to overwrite it (use another directory)")]
     CaExists(PathBuf),
     #[error("creating certificates: {0}")]
@@ -74,7 +76,7 @@ pub struct ClusterTls {
 }
 
 fn read(path: PathBuf) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(&path).map_err(|source| TlsError::Read { path, source })
+    std::fs::read(&path).map_err(|error| TlsError::Read { path, error })
 }
 
 impl ClusterTls {
@@ -143,7 +145,7 @@ pub fn generate(dir: &Path, roles: &[&str], extra_names: &[String]) -> Result<Ge
     if dir.join("ca.pem").exists() {
         return Err(TlsError::CaExists(dir.to_path_buf()));
     }
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|error| TlsError::Write { path: dir.to_path_buf(), error })?;
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     let mut ca_name = DistinguishedName::new();
@@ -191,7 +193,7 @@ pub fn generate(dir: &Path, roles: &[&str], extra_names: &[String]) -> Result<Ge
 /// Writes via a temp file and rename, so a crash never leaves half a key.
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), TlsError> {
     use std::io::Write;
-    let err = |source| TlsError::Write { path: path.to_path_buf(), source };
+    let err = |error| TlsError::Write { path: path.to_path_buf(), error };
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

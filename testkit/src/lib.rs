@@ -141,12 +141,12 @@ impl Process {
         self.paused
     }
 
-    /// Started and not killed or stopped since (it may have exited on its own).
     /// The running child's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Started and not killed or stopped since (it may have exited on its own).
     pub fn is_started(&self) -> bool {
         self.child.is_some()
     }

@@ -164,8 +164,11 @@ fn print_nodes(nodes: &[pb::NodeInfo]) {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    tessera_proto::shutdown::exit_status(run(Cli::parse()).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Certs { out, names } = &cli.command {
         let made = tessera_proto::tls::generate(out, &tessera_proto::tls::ROLES, names)?;
         for file in made.files {

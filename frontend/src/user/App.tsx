@@ -4,7 +4,7 @@ import { api, type FileInfo } from '../api';
 import { meterLevel, quotaSummary, signedOut } from '../account';
 import { useMe, UserMenu } from '../auth';
 import { DangerButton, DataTable, LoadError } from '../components';
-import { fileIcon, humanBytes, relativeTime, sortFiles, speed, type SortKey } from '../format';
+import { fileIcon, humanBytes, plural, relativeTime, sortFiles, speed, type SortKey } from '../format';
 import { TokensPanel } from './Tokens';
 import { useUploads, type UploadItem } from './uploads';
 
@@ -23,7 +23,7 @@ function UsageMeter() {
   return (
     <div className="meter" aria-label="Storage usage" data-testid="usage">
       <div>
-        <strong data-testid="usage-files">{humanBytes(u.bytes)}</strong> in {u.files} files ·{' '}
+        <strong data-testid="usage-files">{humanBytes(u.bytes)}</strong> in {plural(u.files, 'file')} ·{' '}
         {humanBytes(u.stored_bytes)} with replicas
       </div>
       <div

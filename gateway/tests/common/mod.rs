@@ -156,7 +156,7 @@ fn datanode_proc(bin: &Path, dir: &Path, opts: &ClusterOptions, ctl_addrs: &[Str
     )
 }
 
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     // target/release/deps/<test> -> target/release
     let exe = std::env::current_exe().expect("current exe");
     exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
