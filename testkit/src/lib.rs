@@ -9,7 +9,7 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -202,6 +202,59 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port below the ephemeral range");
 }
 
+/// Kills what earlier, interrupted test runs left behind under
+/// `clusters_dir`, whose entries are named `<anything>-<pid of the test
+/// process that made it>`: a test process killed before its clusters were
+/// dropped (Ctrl-C, a timeout, a pipe into `head`) leaves their services
+/// running, heartbeating and taking CPU from later runs and benchmarks.
+/// For every entry whose test process is gone, each process whose command
+/// line names a path inside the entry gets `SIGKILL`. Entries of live test
+/// processes (this one, or another suite running at the same time) are
+/// left alone, and so are the directories themselves (their logs may be
+/// wanted). Returns the processes killed.
+pub fn kill_leftovers(clusters_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(clusters_dir) else {
+        return 0;
+    };
+    let orphaned: Vec<String> = entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let owner = name.to_str().and_then(|n| n.rsplit_once('-')).and_then(|(_, pid)| pid.parse::<u32>().ok());
+            matches!(owner, Some(pid) if !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .map(|entry| entry.path().display().to_string())
+        .collect();
+    // An argument names a path inside a directory if it holds the directory
+    // followed by `/`, or ends with it (`--data-root=<dir>`); a sibling whose
+    // name merely starts the same (`<dir>0`) does not count.
+    let names = |arg: &str, dir: &str| arg.ends_with(dir) || arg.contains(&format!("{dir}/"));
+    if orphaned.is_empty() {
+        return 0;
+    }
+    let mut killed = 0;
+    for proc_entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = proc_entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(proc_entry.path().join("cmdline")) else {
+            continue;
+        };
+        let names_orphan = cmdline
+            .split(|b| *b == 0)
+            .filter_map(|arg| std::str::from_utf8(arg).ok())
+            .any(|arg| orphaned.iter().any(|dir| names(arg, dir)));
+        if names_orphan {
+            // SAFETY: kill(2) with a pid read from /proc just now; at worst
+            // the process has exited and the call fails.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +320,55 @@ mod tests {
         let err = p.start().expect_err("no such program");
         assert!(err.to_string().contains("ghost"), "{err}");
         assert!(!p.is_started());
+    }
+
+    #[test]
+    fn leftovers_of_a_dead_test_process_are_killed_and_a_live_ones_are_not() {
+        let clusters = std::env::temp_dir().join(format!("testkit-leftovers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&clusters);
+        // A pid that was a process and is no more.
+        let mut gone = Command::new("/bin/true").spawn().expect("spawn true");
+        let dead_pid = gone.id();
+        gone.wait().expect("reap true");
+        let dead_dir = clusters.join(format!("some-test-{dead_pid}"));
+        let live_dir = clusters.join(format!("some-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dead_dir).expect("cluster dir");
+        std::fs::create_dir_all(&live_dir).expect("cluster dir");
+        // Stand-ins for services: `tail` following /dev/null, its command
+        // line carrying the argument a service would (a file it cannot
+        // open, which it reports and goes on), once it has exec'd.
+        let stand_in = |name: &str, arg: String| {
+            let mut p = Process::new(
+                name,
+                "/usr/bin/tail",
+                vec!["-f".into(), "/dev/null".into(), "--".into(), arg.clone()],
+                clusters.join(format!("{name}.log")),
+            );
+            p.start().expect("start a stand-in service");
+            let cmdline = format!("/proc/{}/cmdline", p.pid().expect("pid"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::fs::read(&cmdline).is_ok_and(|c| c.windows(arg.len()).any(|w| w == arg.as_bytes())) {
+                assert!(Instant::now() < deadline, "{name} never ran tail");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            p
+        };
+        let mut in_dead = stand_in("in-dead", format!("--data-dir={}/controller-1", dead_dir.display()));
+        let mut is_dead = stand_in("is-dead", format!("--data-root={}", dead_dir.display()));
+        let mut sibling = stand_in("sibling", format!("--data-root={}0", dead_dir.display()));
+        let mut in_live = stand_in("in-live", format!("--data-dir={}/controller-1", live_dir.display()));
+
+        assert_eq!(kill_leftovers(&clusters), 2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while in_dead.is_running() || is_dead.is_running() {
+            assert!(Instant::now() < deadline, "a dead test's service still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(sibling.is_running(), "a process outside the leftover's directory was killed");
+        assert!(in_live.is_running(), "the live test's service was killed");
+        assert!(dead_dir.exists(), "the leftover's logs were removed");
+        assert_eq!(kill_leftovers(&clusters), 0);
+        drop((in_dead, is_dead, sibling, in_live));
+        let _ = std::fs::remove_dir_all(&clusters);
     }
 }

@@ -165,7 +165,12 @@ pub fn bin_dir() -> PathBuf {
 impl Cluster {
     pub async fn start(name: &str, opts: ClusterOptions) -> Cluster {
         let bin = bin_dir();
-        let dir = bin.join("test-clusters").join(format!("{name}-{}", std::process::id()));
+        let clusters = bin.join("test-clusters");
+        let leftovers = tessera_testkit::kill_leftovers(&clusters);
+        if leftovers > 0 {
+            eprintln!("killed {leftovers} service processes left behind by an interrupted earlier test run");
+        }
+        let dir = clusters.join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("logs")).expect("mkdir");
 
