@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::budget::{read_within, ByteBudget};
+use crate::budget::{read_within, sent_within, ByteBudget};
 use crate::chunk_store::{layout, ChunkBuffer, ChunkStore};
 
 /// Durable writes of one batch running at once on the target.
@@ -84,14 +84,7 @@ pub fn download_stream(
             }
         })
         .buffered(2)
-        // A chunk's room in the read budget is given back once its last
-        // message has been taken.
-        .flat_map(|(messages, held)| {
-            futures::stream::iter(messages.into_iter().map(move |m| {
-                let _held = &held;
-                Ok(m)
-            }))
-        })
+        .flat_map(|(messages, held)| futures::stream::iter(sent_within(messages, held)))
 }
 
 /// A chunk of the batch being received.

@@ -59,3 +59,16 @@ pub async fn read_within(
     };
     Ok((data, crc, held))
 }
+
+/// A chunk's messages as the items of a response stream that keep `held`
+/// (its room in the read budget) until the last of them has been taken, or
+/// the rest are dropped with the call.
+pub fn sent_within<H: Send + 'static>(
+    messages: Vec<pb::DownloadChunkResponse>,
+    held: H,
+) -> impl Iterator<Item = Result<pb::DownloadChunkResponse, Status>> + Send + 'static {
+    messages.into_iter().map(move |m| {
+        let _held = &held;
+        Ok(m)
+    })
+}

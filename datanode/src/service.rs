@@ -174,10 +174,7 @@ impl StorageService for StorageApi {
         // room in the read budget goes with them, back when the last is sent
         // or the call is dropped.
         let messages = batch::chunk_messages(req.file_id, req.index, data, crc);
-        Ok(Response::new(Box::pin(tokio_stream::iter(messages.into_iter().map(move |m| {
-            let _held = &held;
-            Ok(m)
-        })))))
+        Ok(Response::new(Box::pin(tokio_stream::iter(budget::sent_within(messages, held)))))
     }
 
     type DownloadChunksStream = DownloadStream;
